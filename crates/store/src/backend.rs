@@ -1,0 +1,243 @@
+//! The one store type, with SQLite or PostgreSQL behind it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use switchboard_model::{Message, MessageId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::listing::{Bind, ListQuery};
+use crate::rows::{EventRow, MessageRow};
+use crate::writer::{self, CancelOutcome, InsertOutcome, NewMessage, WriteOp};
+use crate::{StoreError, StoreOptions};
+
+/// The pools of one backend.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same block against whichever pool the store has; the block sees `$pool`
+/// typed for its backend, so one piece of query code serves both.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::backend::Pool::Sqlite($p) => $body,
+            $crate::backend::Pool::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+struct Inner {
+    pool: Pool,
+    writes: mpsc::Sender<WriteOp>,
+    commits: Arc<AtomicU64>,
+}
+
+/// Durable storage: messages, their events, idempotency keys and the outbox.
+/// Cheap to clone; all clones share one pool and one writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path` or `postgres://...`), brings its
+    /// schema up to date, and starts the group-commit writer.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let (pool, writer_pool) = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before it is acknowledged, even on power loss.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(dir) = connect.get_filename().parent() {
+                create_dir(dir)?;
+            }
+            let readers = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .connect_with(connect.clone())
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&readers).await?;
+            // SQLite has one writer at a time: give the writer task its own connection.
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(connect)
+                .await?;
+            (Pool::Sqlite(readers), Pool::Sqlite(writer))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(2))
+                .connect_with(connect)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            (Pool::Postgres(pool.clone()), Pool::Postgres(pool))
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer::run(
+            writer_pool,
+            queue,
+            options.max_batch.max(1),
+            commits.clone(),
+        ));
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                writes,
+                commits,
+            }),
+        })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.inner.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Transactions the writer has committed since the store opened.
+    pub fn commit_count(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Messages waiting in the outbox (due or not).
+    pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
+        let (depth,): (i64,) = on_pool!(&self.inner.pool, pool => {
+            sqlx::query_as("SELECT COUNT(*) FROM outbox").fetch_one(pool).await?
+        });
+        Ok(u64::try_from(depth).unwrap_or_default())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(&self.inner.pool, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Stores a new message (with its first event, its outbox row when it is to be
+    /// sent, and its idempotency key), answering once the commit is done.
+    pub async fn insert_message(&self, new: NewMessage) -> Result<InsertOutcome, StoreError> {
+        self.write(|reply| WriteOp::Insert(Box::new(new), reply))
+            .await
+    }
+
+    /// Cancels a tenant's message if it is still queued.
+    pub async fn cancel_message(
+        &self,
+        tenant: &str,
+        id: &str,
+        detail: Option<String>,
+    ) -> Result<CancelOutcome, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(|reply| WriteOp::Cancel {
+            tenant,
+            id,
+            detail,
+            reply,
+        })
+        .await
+    }
+
+    async fn write<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writes
+            .send(op(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A tenant's message with its events, or None (also when another tenant owns it).
+    pub async fn get_message(&self, tenant: &str, id: &str) -> Result<Option<Message>, StoreError> {
+        let row: Option<MessageRow> = on_pool!(&self.inner.pool, pool => {
+            sqlx::query_as("SELECT * FROM messages WHERE id = $1 AND tenant = $2")
+                .bind(id)
+                .bind(tenant)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some(row) = row else { return Ok(None) };
+        let events: Vec<EventRow> = on_pool!(&self.inner.pool, pool => {
+            sqlx::query_as(
+                "SELECT status, at, detail FROM message_events WHERE message_id = $1 ORDER BY seq",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut message = row.into_message()?;
+        message.events = Some(
+            events
+                .into_iter()
+                .map(EventRow::into_event)
+                .collect::<Result<_, _>>()?,
+        );
+        Ok(Some(message))
+    }
+
+    /// A page of a tenant's messages, newest first, without their events.
+    pub async fn list_messages(
+        &self,
+        tenant: &str,
+        query: &ListQuery,
+    ) -> Result<Vec<Message>, StoreError> {
+        let postgres = matches!(self.inner.pool, Pool::Postgres(_));
+        let (sql, binds) = query.to_sql(tenant, postgres);
+        let rows: Vec<MessageRow> = on_pool!(&self.inner.pool, pool => {
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for bind in binds {
+                q = match bind {
+                    Bind::Text(text) => q.bind(text),
+                    Bind::Int(int) => q.bind(int),
+                };
+            }
+            q.fetch_all(pool).await?
+        });
+        rows.into_iter().map(MessageRow::into_message).collect()
+    }
+
+    /// The id of a stored message, for tests and tools that need to look one up.
+    pub async fn message_exists(&self, id: &MessageId) -> Result<bool, StoreError> {
+        let found: Option<(String,)> = on_pool!(&self.inner.pool, pool => {
+            sqlx::query_as("SELECT id FROM messages WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })
+}

@@ -1,0 +1,32 @@
+use thiserror::Error;
+
+/// What can go wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database URL is neither `sqlite:` nor `postgres:`.
+    #[error("unsupported database URL {0:?}: expected sqlite://... or postgres://...")]
+    UnsupportedUrl(String),
+    /// The database refused or failed an operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The writer task has stopped (the store is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+    /// The transaction this write shared with others failed; nothing of it was stored.
+    #[error("write failed: {0}")]
+    Write(String),
+    /// A row could not be read back into a message.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The data directory of an SQLite database could not be created.
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}

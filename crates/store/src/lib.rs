@@ -1,0 +1,38 @@
+//! Durable storage for Switchboard: one [`Store`] type with SQLite (the embedded
+//! default) or PostgreSQL behind it, chosen by the database URL.
+//!
+//! Reads go straight to a connection pool. Writes go through one writer task that
+//! group-commits them: whatever requests are waiting when a transaction starts share
+//! it, so concurrent requests pay for one fsync between them instead of one each
+//! (DESIGN.md section 4). A write is answered only after its transaction committed.
+
+mod backend;
+mod error;
+mod listing;
+mod rows;
+mod time;
+mod writer;
+
+pub use backend::Store;
+pub use error::StoreError;
+pub use listing::ListQuery;
+pub use time::{from_micros, to_micros};
+pub use writer::{CancelOutcome, IdempotencyKey, InsertOutcome, NewMessage};
+
+/// Tuning for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections for reads (and, on PostgreSQL, for the writer too).
+    pub max_connections: u32,
+    /// The most writes one transaction takes.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            max_batch: 512,
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The group-commit writer: one task takes every write that is waiting, applies them
+//! in one transaction, commits once, then answers each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::Utc;
+use sqlx::QueryBuilder;
+use switchboard_model::{Message, MessageStatus};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+use crate::backend::{Pool, on_pool};
+use crate::rows::to_json;
+use crate::time::to_micros;
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The message, with its status and (optionally) its first event in `events`.
+    pub message: Message,
+    /// Put it in the outbox, due at its `send_at` (or now).
+    pub enqueue: bool,
+    /// The `Idempotency-Key` it came with, if any.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// An `Idempotency-Key` and what to answer when it comes again.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub key: String,
+    /// A hash of the request body: a repeat with another body is refused.
+    pub request_hash: String,
+    /// The response body given the first time.
+    pub response: String,
+}
+
+/// What became of an insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored and committed.
+    Created,
+    /// The key was used before with the same body: nothing stored, answer as then.
+    Replayed {
+        /// The message created the first time.
+        message_id: String,
+        /// The response body given the first time.
+        response: String,
+    },
+    /// The key was used before with another body.
+    KeyReused {
+        /// The message created the first time.
+        message_id: String,
+    },
+}
+
+/// What became of a cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was queued and is now canceled.
+    Canceled,
+    /// No such message for this tenant.
+    NotFound,
+    /// It is past `queued` (the status it has).
+    TooLate(MessageStatus),
+}
+
+pub(crate) enum WriteOp {
+    Insert(
+        Box<NewMessage>,
+        oneshot::Sender<Result<InsertOutcome, StoreError>>,
+    ),
+    Cancel {
+        tenant: String,
+        id: String,
+        detail: Option<String>,
+        reply: oneshot::Sender<Result<CancelOutcome, StoreError>>,
+    },
+}
+
+/// An answer held back until the transaction commits.
+enum Pending {
+    Insert(
+        oneshot::Sender<Result<InsertOutcome, StoreError>>,
+        InsertOutcome,
+    ),
+    Cancel(
+        oneshot::Sender<Result<CancelOutcome, StoreError>>,
+        CancelOutcome,
+    ),
+}
+
+impl Pending {
+    fn answer(self) {
+        // A caller that gave up waiting no longer needs the answer.
+        match self {
+            Pending::Insert(reply, outcome) => drop(reply.send(Ok(outcome))),
+            Pending::Cancel(reply, outcome) => drop(reply.send(Ok(outcome))),
+        }
+    }
+
+    fn fail(self, error: &str) {
+        let err = || StoreError::Write(error.to_owned());
+        match self {
+            Pending::Insert(reply, _) => drop(reply.send(Err(err()))),
+            Pending::Cancel(reply, _) => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
+/// Rows to insert per statement: well under both backends' limits on bound values.
+const ROWS_PER_STATEMENT: usize = 64;
+
+pub(crate) async fn run(
+    pool: Pool,
+    mut queue: mpsc::Receiver<WriteOp>,
+    max_batch: usize,
+    commits: Arc<AtomicU64>,
+) {
+    let mut ops = Vec::with_capacity(max_batch);
+    while queue.recv_many(&mut ops, max_batch).await > 0 {
+        let mut pending = Vec::with_capacity(ops.len());
+        let result = on_pool!(&pool, p => {
+            async {
+                let mut tx = p.begin().await?;
+                let mut inserts: Vec<Box<NewMessage>> = Vec::new();
+                let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
+                for op in ops.drain(..) {
+                    match op {
+                        WriteOp::Insert(new, reply) => {
+                            let outcome = match &new.idempotency {
+                                None => InsertOutcome::Created,
+                                Some(key) => {
+                                    let id = (new.message.tenant.clone(), key.key.clone());
+                                    let seen = match keys.get(&id) {
+                                        Some(found) => Some(found.clone()),
+                                        None => sqlx::query_as::<_, (String, String, String)>(
+                                            "SELECT request_hash, message_id, response \
+                                             FROM idempotency_keys WHERE tenant = $1 AND key = $2",
+                                        )
+                                        .bind(&id.0)
+                                        .bind(&id.1)
+                                        .fetch_optional(&mut *tx)
+                                        .await?,
+                                    };
+                                    match seen {
+                                        Some((hash, message_id, response)) if hash == key.request_hash => {
+                                            InsertOutcome::Replayed { message_id, response }
+                                        }
+                                        Some((_, message_id, _)) => InsertOutcome::KeyReused { message_id },
+                                        None => {
+                                            keys.insert(id, (key.request_hash.clone(), new.message.id.to_string(), key.response.clone()));
+                                            InsertOutcome::Created
+                                        }
+                                    }
+                                }
+                            };
+                            if outcome == InsertOutcome::Created {
+                                inserts.push(new);
+                            }
+                            pending.push(Pending::Insert(reply, outcome));
+                        }
+                        WriteOp::Cancel { tenant, id, detail, reply } => {
+                            flush_inserts!(tx, &mut inserts);
+                            let now = to_micros(Utc::now());
+                            let status: Option<(String,)> = sqlx::query_as(
+                                "SELECT status FROM messages WHERE id = $1 AND tenant = $2",
+                            )
+                            .bind(&id)
+                            .bind(&tenant)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            let outcome = match status {
+                                None => CancelOutcome::NotFound,
+                                Some((status,)) if status != MessageStatus::Queued.as_str() => {
+                                    let status = status.parse().map_err(|_| StoreError::Corrupt(status))?;
+                                    CancelOutcome::TooLate(status)
+                                }
+                                Some(_) => {
+                                    sqlx::query("UPDATE messages SET status = $1, updated_at = $2 WHERE id = $3")
+                                        .bind(MessageStatus::Canceled.as_str())
+                                        .bind(now)
+                                        .bind(&id)
+                                        .execute(&mut *tx)
+                                        .await?;
+                                    sqlx::query("INSERT INTO message_events (message_id, status, at, detail) VALUES ($1, $2, $3, $4)")
+                                        .bind(&id)
+                                        .bind(MessageStatus::Canceled.as_str())
+                                        .bind(now)
+                                        .bind(&detail)
+                                        .execute(&mut *tx)
+                                        .await?;
+                                    sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                                        .bind(&id)
+                                        .execute(&mut *tx)
+                                        .await?;
+                                    CancelOutcome::Canceled
+                                }
+                            };
+                            pending.push(Pending::Cancel(reply, outcome));
+                        }
+                    }
+                }
+                flush_inserts!(tx, &mut inserts);
+                if !keys.is_empty() {
+                    let now = to_micros(Utc::now());
+                    let rows: Vec<_> = keys.into_iter().collect();
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        let mut q = QueryBuilder::new(
+                            "INSERT INTO idempotency_keys (tenant, key, request_hash, message_id, response, created_at) ",
+                        );
+                        q.push_values(chunk, |mut b, ((tenant, key), (hash, id, response))| {
+                            b.push_bind(tenant.clone())
+                                .push_bind(key.clone())
+                                .push_bind(hash.clone())
+                                .push_bind(id.clone())
+                                .push_bind(response.clone())
+                                .push_bind(now);
+                        });
+                        q.build().execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok::<(), StoreError>(())
+            }
+            .await
+        });
+        match result {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                pending.into_iter().for_each(Pending::answer);
+            }
+            Err(error) => {
+                tracing::error!(%error, writes = pending.len(), "store transaction failed");
+                let text = error.to_string();
+                pending.into_iter().for_each(|p| p.fail(&text));
+            }
+        }
+    }
+}
+
+/// Inserts the buffered new messages (rows, first events and outbox rows) with a few
+/// multi-row statements.
+macro_rules! flush_inserts {
+    ($tx:expr, $inserts:expr) => {{
+        let inserts: &mut Vec<Box<NewMessage>> = $inserts;
+        for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO messages (id, tenant, direction, channel, from_addr, to_addr, body, \
+                 subject, client_ref, metadata, attachments, failover, status, segments, encoding, \
+                 connector, upstream_id, error_code, error_detail, created_at, updated_at, send_at, \
+                 expires_at) ",
+            );
+            q.push_values(chunk, |mut b, new| {
+                let m = &new.message;
+                b.push_bind(m.id.to_string())
+                    .push_bind(m.tenant.clone())
+                    .push_bind(m.direction.as_str())
+                    .push_bind(m.channel.as_str())
+                    .push_bind(m.from.clone())
+                    .push_bind(m.to.clone())
+                    .push_bind(m.text.clone())
+                    .push_bind(m.subject.clone())
+                    .push_bind(m.client_ref.clone())
+                    .push_bind(to_json(&m.metadata))
+                    .push_bind(to_json(&m.attachments))
+                    .push_bind(to_json(&m.failover))
+                    .push_bind(m.status.as_str())
+                    .push_bind(m.segments.map(i64::from))
+                    .push_bind(m.encoding.map(|e| e.as_str()))
+                    .push_bind(m.connector.clone())
+                    .push_bind(m.upstream_id.clone())
+                    .push_bind(m.error.as_ref().map(|e| e.code.clone()))
+                    .push_bind(m.error.as_ref().map(|e| e.detail.clone()))
+                    .push_bind(to_micros(m.created_at))
+                    .push_bind(to_micros(m.updated_at))
+                    .push_bind(m.send_at.map(to_micros))
+                    .push_bind(m.expires_at.map(to_micros));
+            });
+            q.build().execute(&mut *$tx).await?;
+
+            let events: Vec<_> = chunk
+                .iter()
+                .flat_map(|new| {
+                    new.message.events.iter().flatten().map(move |e| (&new.message.id, e))
+                })
+                .collect();
+            if !events.is_empty() {
+                let mut q =
+                    QueryBuilder::new("INSERT INTO message_events (message_id, status, at, detail) ");
+                q.push_values(events, |mut b, (id, e)| {
+                    b.push_bind(id.to_string())
+                        .push_bind(e.status.as_str())
+                        .push_bind(to_micros(e.at))
+                        .push_bind(e.detail.clone());
+                });
+                q.build().execute(&mut *$tx).await?;
+            }
+
+            let queued: Vec<_> = chunk.iter().filter(|new| new.enqueue).collect();
+            if !queued.is_empty() {
+                let mut q = QueryBuilder::new("INSERT INTO outbox (message_id, due_at) ");
+                q.push_values(queued, |mut b, new| {
+                    let due = new.message.send_at.unwrap_or(new.message.created_at);
+                    b.push_bind(new.message.id.to_string()).push_bind(to_micros(due));
+                });
+                q.build().execute(&mut *$tx).await?;
+            }
+        }
+        inserts.clear();
+    }};
+}
+use flush_inserts;
