@@ -7,6 +7,7 @@ use std::hash::BuildHasher;
 use serde::Serialize;
 use switchboard_model::{Address, Channel, Direction};
 
+use crate::config::ConnectorInfo;
 use crate::table::{Action, RouteTable};
 
 /// At most this many rewrites in one decision; one more is a [`FailCode::RewriteLoop`].
@@ -171,17 +172,17 @@ impl RouteTable {
                             .map(Address::as_str)
                             .collect::<Vec<_>>()
                             .join(" -> ");
-                        let why = if seen {
-                            "rewrite loop"
+                        let route = route.index();
+                        let detail = if seen {
+                            format!("rewrite loop at routes[{route}]: {chain}")
                         } else {
-                            "too many rewrites"
+                            format!(
+                                "too many rewrites at routes[{route}]: {chain} (at most {MAX_REWRITES})"
+                            )
                         };
                         return Decision::Fail {
                             code: FailCode::RewriteLoop,
-                            detail: format!(
-                                "{why} at routes[{}]: {chain} (at most {MAX_REWRITES} rewrites)",
-                                route.index()
-                            ),
+                            detail,
                         };
                     }
                     rewritten_from.push(std::mem::replace(&mut to, target.clone()));
@@ -228,7 +229,7 @@ impl RouteTable {
     }
 
     /// The only connector of `channel`, or why there is not exactly one.
-    fn only_connector(&self, channel: Channel) -> Result<&crate::ConnectorInfo, String> {
+    fn only_connector(&self, channel: Channel) -> Result<&ConnectorInfo, String> {
         let mut of_channel = self.connectors.iter().filter(|c| c.channel == channel);
         match (of_channel.next(), of_channel.count()) {
             (Some(only), 0) => Ok(only),

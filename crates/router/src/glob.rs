@@ -19,7 +19,9 @@ pub struct Glob {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GlobError {
     /// The empty pattern would match only the empty string, which no address is.
-    #[error("the pattern is empty and would match nothing; leave the key out to match every address")]
+    #[error(
+        "the pattern is empty and would match nothing; leave the key out to match every address"
+    )]
     Empty,
 }
 
@@ -75,7 +77,9 @@ impl Glob {
                 }
             }
         }
-        pattern.get(p..).is_some_and(|rest| rest.chars().all(|c| c == '*'))
+        pattern
+            .get(p..)
+            .is_some_and(|rest| rest.chars().all(|c| c == '*'))
     }
 }
 
@@ -126,7 +130,11 @@ mod tests {
             ("exactly", "exact", false),
         ];
         for (pattern, text, expected) in cases {
-            assert_eq!(glob(pattern).matches(text), expected, "{pattern:?} ~ {text:?}");
+            assert_eq!(
+                glob(pattern).matches(text),
+                expected,
+                "{pattern:?} ~ {text:?}"
+            );
         }
     }
 

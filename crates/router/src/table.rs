@@ -95,16 +95,15 @@ impl RouteTable {
             if let Some(route) = check_route(index, config, connectors, &mut errors) {
                 table.push(route);
             }
-            if let Some(name) = &config.name {
-                if let Some(first) = routes[..index]
+            if let Some(name) = &config.name
+                && let Some(first) = routes[..index]
                     .iter()
                     .position(|r| r.name.as_ref() == Some(name))
-                {
-                    errors.push(error(
-                        format!("routes[{index}].name"),
-                        format!("duplicate route name {name:?}, also routes[{first}]"),
-                    ));
-                }
+            {
+                errors.push(error(
+                    format!("routes[{index}].name"),
+                    format!("duplicate route name {name:?}, also routes[{first}]"),
+                ));
             }
         }
         if !errors.is_empty() {

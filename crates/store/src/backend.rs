@@ -126,6 +126,23 @@ impl Store {
         Ok(u64::try_from(depth).unwrap_or_default())
     }
 
+    /// The value of a named setting, stored as `initial` the first time it is asked for.
+    /// Several instances sharing one database agree on the value.
+    pub async fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError> {
+        let (value,): (String,) = on_pool!(&self.inner.pool, pool => {
+            sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(initial)
+                .execute(pool)
+                .await?;
+            sqlx::query_as("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(value)
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(&self.inner.pool, pool => {

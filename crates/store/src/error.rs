@@ -30,3 +30,18 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
+
+impl StoreError {
+    /// Whether the database is out of reach (down, restarting, out of connections),
+    /// as opposed to a fault in a request or a row: worth a 503 and a retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Closed => true,
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            ),
+            _ => false,
+        }
+    }
+}

@@ -63,3 +63,9 @@ CREATE TABLE outbox (
     lease_until BIGINT
 );
 CREATE INDEX outbox_due ON outbox (due_at);
+
+-- Small named values the gateway keeps for itself (the cursor signing key).
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -78,3 +78,9 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF body, subject ON messages BEG
         VALUES ('delete', old.rowid, old.body, old.subject);
     INSERT INTO messages_fts (rowid, body, subject) VALUES (new.rowid, new.body, new.subject);
 END;
+
+-- Small named values the gateway keeps for itself (the cursor signing key).
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;

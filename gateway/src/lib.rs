@@ -1,0 +1,126 @@
+//! The Switchboard gateway: configuration, the REST API and the wiring of the store,
+//! the router and the channels.
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod state;
+pub mod tenants;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use switchboard_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::api::cursor::CursorKey;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::tenants::Tenants;
+
+/// The name of the file holding the embedded default tenant's API key.
+pub const DEFAULT_KEY_FILE: &str = "api-key";
+
+/// Opens the store and builds everything the API needs.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let store = Store::open(
+        &config.database.url,
+        StoreOptions {
+            max_connections: config.database.max_connections,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open the database {}", redact(&config.database.url)))?;
+    let key_hex = store
+        .setting_or_init("cursor_key", &CursorKey::generate_hex())
+        .await
+        .context("cannot read the cursor key")?;
+    let cursor_key = CursorKey::from_hex(&key_hex).context("the stored cursor key is not valid")?;
+    let default_key = if config.tenants.is_empty() {
+        Some(default_api_key(&config::data_dir(&config))?)
+    } else {
+        None
+    };
+    let tenants = Tenants::from_config(&config, default_key.as_deref());
+    Ok(AppState {
+        config: Arc::new(config),
+        store,
+        tenants: Arc::new(tenants),
+        cursor_key: Arc::new(cursor_key),
+        metrics: Arc::new(Metrics::new()),
+        in_flight: Arc::new(Mutex::new(HashSet::new())),
+    })
+}
+
+/// Serves the REST API on `listener` until `shutdown` completes, then drains the
+/// requests in flight.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")
+}
+
+/// The embedded default tenant's API key: read from `dir/api-key`, or made and saved
+/// there on the first start.
+pub fn default_api_key(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(DEFAULT_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key = new_api_key();
+    write_private(&path, &format!("{key}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
+/// A new random API key: `sk_` and 32 hex digits.
+pub fn new_api_key() -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("sk_{}", hex::encode(bytes))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
