@@ -31,12 +31,16 @@ fn main() -> ExitCode {
         Load::Duration(d) => format!("{:.1} s", d.as_secs_f64()),
         Load::Requests(n) => format!("{n} requests"),
     };
+    let warmup = if config.warmup.is_zero() {
+        String::new()
+    } else {
+        format!(" after a {:.1} s warmup", config.warmup.as_secs_f64())
+    };
     eprintln!(
-        "switchboard-bench: POST {}/v1/messages, {} connections, {} thread(s), {plan} after {:.1} s warmup",
+        "switchboard-bench: POST {}/v1/messages, {} connections, {} thread(s), {plan}{warmup}",
         config.url.trim_end_matches('/'),
         config.concurrency,
         cli.threads,
-        config.warmup.as_secs_f64(),
     );
 
     let report = match runtime.block_on(run(config)) {

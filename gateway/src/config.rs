@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use switchboard_model::Address;
+use switchboard_model::{Address, Channel};
+use switchboard_router::{ConnectorInfo, RouteConfig, RouteConfigError, RouteTable};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default)]
@@ -32,8 +33,36 @@ pub struct Config {
     pub xmpp: Option<XmppConfig>,
     /// `[email]`: the SMTP listener and relay.
     pub email: Option<EmailConfig>,
-    /// `[[routes]]`: the ordered route table, kept as written until the router reads it.
-    pub routes: Vec<toml::Value>,
+    /// `[[routes]]`: the ordered route table; the first route that matches decides.
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Config {
+    /// Every connector the router may send through: one per `[[smpp.connectors]]`, and
+    /// one for each of the SIP, XMPP and email channels that is configured.
+    pub fn connectors(&self) -> Vec<ConnectorInfo> {
+        let mut connectors: Vec<ConnectorInfo> = self
+            .smpp
+            .connectors
+            .iter()
+            .map(|c| ConnectorInfo::new(c.name.clone(), Channel::Sms))
+            .collect();
+        if self.sip.is_some() {
+            connectors.push(ConnectorInfo::new("sip", Channel::Sip));
+        }
+        if self.xmpp.is_some() {
+            connectors.push(ConnectorInfo::new("xmpp", Channel::Xmpp));
+        }
+        if self.email.as_ref().is_some_and(|e| e.relay.is_some()) {
+            connectors.push(ConnectorInfo::new("email", Channel::Email));
+        }
+        connectors
+    }
+
+    /// The route table of this config (already checked by [`load`]).
+    pub fn route_table(&self) -> Result<RouteTable, Vec<RouteConfigError>> {
+        RouteTable::new(&self.routes, &self.connectors())
+    }
 }
 
 /// `[http]`
@@ -500,17 +529,7 @@ fn read(mut root: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
     config.sip = take_table(&mut root, "sip").and_then(|v| take(v, "sip", errors));
     config.xmpp = take_table(&mut root, "xmpp").and_then(|v| take(v, "xmpp", errors));
     config.email = take_table(&mut root, "email").and_then(|v| take(v, "email", errors));
-    config.routes = match take_table(&mut root, "routes") {
-        None => Vec::new(),
-        Some(toml::Value::Array(routes)) => routes,
-        Some(_) => {
-            errors.push(ConfigError {
-                key: "routes".into(),
-                message: "expected an array of tables ([[routes]])".into(),
-            });
-            Vec::new()
-        }
-    };
+    config.routes = take_items(take_table(&mut root, "routes"), "routes", errors);
     for key in root.keys() {
         errors.push(ConfigError {
             key: key.clone(),
@@ -672,6 +691,13 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
                 });
             }
         }
+    }
+
+    if let Err(problems) = config.route_table() {
+        errors.extend(problems.into_iter().map(|p| ConfigError {
+            key: p.key,
+            message: p.message,
+        }));
     }
 }
 

@@ -60,10 +60,25 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError>
             vec![],
         )
     })?;
+    if !canonical.is_object() {
+        return Err(ApiError::Validation(
+            "the body must be a JSON object".into(),
+            vec![FieldError::new("", "expected a JSON object")],
+        ));
+    }
     let value = serde_path_to_error::deserialize(&canonical).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
         let message = e.into_inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        let field = match message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((name, _)) if field.is_empty() => name.to_owned(),
+            Some((name, _)) => format!("{field}.{name}"),
+            None => field,
+        };
         let detail = if field.is_empty() {
             message.clone()
         } else {
