@@ -385,8 +385,9 @@ fn apply_env(
     let mut overrides: Vec<_> = env
         .into_iter()
         .filter_map(|(name, value)| {
+            // SWITCHBOARD_CONFIG and SWITCHBOARD_LOG name no key: only SECTION__KEY does.
             let path = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
-            Some((name, path, value))
+            path.contains("__").then_some((name, path, value))
         })
         .collect();
     overrides.sort();
@@ -445,7 +446,11 @@ fn set_in_value(node: &mut toml::Value, parts: &[&str], value: toml::Value) -> R
 }
 
 /// Deserialises `value` as a `T`, recording an error under `key` when it does not fit.
-fn take<T: DeserializeOwned>(value: toml::Value, key: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+fn take<T: DeserializeOwned>(
+    value: toml::Value,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -546,7 +551,10 @@ fn read(mut root: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
 fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     let mut error = |key: String, message: String| errors.push(ConfigError { key, message });
     let url = &config.database.url;
-    if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres:")
+        || url.starts_with("postgresql:"))
+    {
         error(
             "database.url".into(),
             format!("{url:?} is neither sqlite://... nor postgres://..."),
@@ -556,10 +564,16 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
         error("http.max_body_bytes".into(), "must be at least 1024".into());
     }
     if config.messages.max_text_chars == 0 {
-        error("messages.max_text_chars".into(), "must be at least 1".into());
+        error(
+            "messages.max_text_chars".into(),
+            "must be at least 1".into(),
+        );
     }
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
-        error("log.level".into(), format!("{:?} is not a log filter", config.log.level));
+        error(
+            "log.level".into(),
+            format!("{:?} is not a log filter", config.log.level),
+        );
     }
 
     let mut tenant_ids = HashSet::new();
@@ -583,16 +597,23 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
         }
         for (k, key) in tenant.api_keys.iter().enumerate() {
             if key.len() < 8 {
-                error(at(&format!("api_keys[{k}]")), "an API key needs at least 8 characters".into());
+                error(
+                    at(&format!("api_keys[{k}]")),
+                    "an API key needs at least 8 characters".into(),
+                );
             } else if !keys.insert(crate::tenants::hash_key(key)) {
-                error(at(&format!("api_keys[{k}]")), "this key is used twice".into());
+                error(
+                    at(&format!("api_keys[{k}]")),
+                    "this key is used twice".into(),
+                );
             }
         }
         for (k, digest) in tenant.api_key_sha256.iter().enumerate() {
             match crate::tenants::parse_digest(digest) {
-                Some(d) if !keys.insert(d) => {
-                    error(at(&format!("api_key_sha256[{k}]")), "this key is used twice".into())
-                }
+                Some(d) if !keys.insert(d) => error(
+                    at(&format!("api_key_sha256[{k}]")),
+                    "this key is used twice".into(),
+                ),
                 Some(_) => {}
                 None => error(
                     at(&format!("api_key_sha256[{k}]")),
@@ -615,7 +636,10 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
         }
     }
 
-    let known = |tenant: &str| tenant_ids.contains(tenant) || config.tenants.is_empty() && tenant == crate::tenants::DEFAULT_TENANT;
+    let known = |tenant: &str| {
+        tenant_ids.contains(tenant)
+            || config.tenants.is_empty() && tenant == crate::tenants::DEFAULT_TENANT
+    };
     let unknown_tenant = |key: String, tenant: &str| {
         (!known(tenant)).then(|| ConfigError {
             key,
@@ -625,7 +649,10 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     if let Some(server) = &config.smpp.server {
         let mut ids = HashSet::new();
         for (i, account) in server.accounts.iter().enumerate() {
-            errors.extend(unknown_tenant(format!("smpp.server.accounts[{i}].tenant"), &account.tenant));
+            errors.extend(unknown_tenant(
+                format!("smpp.server.accounts[{i}].tenant"),
+                &account.tenant,
+            ));
             if account.system_id.is_empty() || account.system_id.len() > 15 {
                 errors.push(ConfigError {
                     key: format!("smpp.server.accounts[{i}].system_id"),
@@ -647,8 +674,12 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     }
     let mut names = HashSet::new();
     for (i, connector) in config.smpp.connectors.iter().enumerate() {
-        errors.extend(unknown_tenant(format!("smpp.connectors[{i}].tenant"), &connector.tenant));
-        if connector.name.is_empty() || ["sip", "xmpp", "email"].contains(&connector.name.as_str()) {
+        errors.extend(unknown_tenant(
+            format!("smpp.connectors[{i}].tenant"),
+            &connector.tenant,
+        ));
+        if connector.name.is_empty() || ["sip", "xmpp", "email"].contains(&connector.name.as_str())
+        {
             errors.push(ConfigError {
                 key: format!("smpp.connectors[{i}].name"),
                 message: "a name other than sip, xmpp and email is needed".into(),
@@ -702,9 +733,8 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
 }
 
 fn valid_host_port(s: &str) -> bool {
-    s.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-    })
+    s.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// The directory the gateway keeps its own files in (the generated API key of the

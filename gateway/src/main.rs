@@ -9,7 +9,11 @@ use switchboard::config::{self, Config, LogFormat};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "A converged messaging gateway: SMS (SMPP), SIP MESSAGE, XMPP and email behind one REST API")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A converged messaging gateway: SMS (SMPP), SIP MESSAGE, XMPP and email behind one REST API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,7 +105,10 @@ fn run_serve(path: Option<PathBuf>) -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -122,7 +129,9 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -141,12 +150,16 @@ async fn serve(config: Config, embedded_default: bool) -> anyhow::Result<()> {
         database = state.store.backend(),
         "switchboard is listening"
     );
+    println!("switchboard: REST API listening on http://{local}");
     if embedded_default || state.config.tenants.is_empty() {
         let dir = config::data_dir(&state.config);
         let key_file = dir.join(switchboard::DEFAULT_KEY_FILE);
         println!("Switchboard is running on its embedded default.");
         println!("  REST API:  http://{local}  (docs at http://{local}/docs)");
-        println!("  Database:  {}", switchboard::redact(&state.config.database.url));
+        println!(
+            "  Database:  {}",
+            switchboard::redact(&state.config.database.url)
+        );
         if state.config.tenants.is_empty() {
             println!(
                 "  No tenants are configured: the tenant \"{}\" has the API key in {}",
@@ -158,7 +171,9 @@ async fn serve(config: Config, embedded_default: bool) -> anyhow::Result<()> {
                 "    curl -s http://{local}/v1/messages -H \"Authorization: Bearer $(cat {})\" \\",
                 key_file.display()
             );
-            println!("      -H 'Content-Type: application/json' -d '{{\"to\": \"+14155550100\", \"text\": \"Hello from Switchboard\"}}'");
+            println!(
+                "      -H 'Content-Type: application/json' -d '{{\"to\": \"+14155550100\", \"text\": \"Hello from Switchboard\"}}'"
+            );
         }
     }
     switchboard::serve(state, listener, shutdown_signal()).await?;
@@ -171,14 +186,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

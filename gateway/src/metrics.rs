@@ -53,7 +53,9 @@ impl Metrics {
             http_requests.clone(),
         );
         let http_duration = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
         });
         registry.register(
             "http_request_duration_seconds",
@@ -105,8 +107,10 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the gauges read from the store just now.
     pub fn render(&self, outbox_depth: u64, store_commits: u64) -> String {
-        self.outbox_depth.set(i64::try_from(outbox_depth).unwrap_or(i64::MAX));
-        self.store_commits.set(i64::try_from(store_commits).unwrap_or(i64::MAX));
+        self.outbox_depth
+            .set(i64::try_from(outbox_depth).unwrap_or(i64::MAX));
+        self.store_commits
+            .set(i64::try_from(store_commits).unwrap_or(i64::MAX));
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             tracing::error!(error = %e, "cannot encode metrics");

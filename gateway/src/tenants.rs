@@ -64,10 +64,13 @@ impl Tenants {
         for t in &config.tenants {
             let tenant = Arc::new(Tenant {
                 id: t.id.clone(),
-                addresses: t.addresses.iter().filter_map(|a| Address::parse(a).ok()).collect(),
-                limiter: (t.rate_limit_per_second > 0).then(|| {
-                    TokenBucket::new(t.rate_limit_per_second, t.rate_limit_burst)
-                }),
+                addresses: t
+                    .addresses
+                    .iter()
+                    .filter_map(|a| Address::parse(a).ok())
+                    .collect(),
+                limiter: (t.rate_limit_per_second > 0)
+                    .then(|| TokenBucket::new(t.rate_limit_per_second, t.rate_limit_burst)),
             });
             let digests = t
                 .api_keys

@@ -111,7 +111,10 @@ async fn send_then_read_back_queued_with_events() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
     assert_eq!(sent["to"], "+14155550100");
-    assert_eq!(sent["from"], "+15550100", "the tenant's first SMS address is the default sender");
+    assert_eq!(
+        sent["from"], "+15550100",
+        "the tenant's first SMS address is the default sender"
+    );
     assert_eq!(sent["channel"], "sms");
     assert_eq!(sent["status"], "queued");
     assert_eq!(sent["encoding"], "gsm7");
@@ -126,17 +129,37 @@ async fn send_then_read_back_queued_with_events() {
     assert_eq!(got["events"][0]["status"], "queued");
 
     let (status, _) = api.get(GLOBEX, &format!("/v1/messages/{id}")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's id is 404, not 403");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another tenant's id is 404, not 403"
+    );
 }
 
 #[tokio::test]
 async fn channels_are_inferred_and_normalised() {
     let api = api().await;
     let cases = [
-        (json!({"to": "sip:Bob@Example.ORG", "text": "x"}), "sip", "sip:Bob@example.org"),
-        (json!({"to": "xmpp:Alice@Example.org", "text": "x"}), "xmpp", "xmpp:alice@example.org"),
-        (json!({"to": "alice@example.org", "channel": "xmpp", "text": "x"}), "xmpp", "xmpp:alice@example.org"),
-        (json!({"to": "Bob@Mail.Example.test", "text": "x", "subject": "Hi"}), "email", "Bob@mail.example.test"),
+        (
+            json!({"to": "sip:Bob@Example.ORG", "text": "x"}),
+            "sip",
+            "sip:Bob@example.org",
+        ),
+        (
+            json!({"to": "xmpp:Alice@Example.org", "text": "x"}),
+            "xmpp",
+            "xmpp:alice@example.org",
+        ),
+        (
+            json!({"to": "alice@example.org", "channel": "xmpp", "text": "x"}),
+            "xmpp",
+            "xmpp:alice@example.org",
+        ),
+        (
+            json!({"to": "Bob@Mail.Example.test", "text": "x", "subject": "Hi"}),
+            "email",
+            "Bob@mail.example.test",
+        ),
         (json!({"to": "12345", "text": "x"}), "sms", "12345"),
     ];
     for (body, channel, to) in cases {
@@ -145,8 +168,16 @@ async fn channels_are_inferred_and_normalised() {
         assert_eq!(sent["channel"], channel, "{body}");
         assert_eq!(sent["to"], to, "{body}");
     }
-    let (_, ucs2) = api.post(ACME, &json!({"to": "+14155550100", "text": "ç".repeat(71)}).to_string()).await;
-    assert_eq!((ucs2["encoding"].as_str(), ucs2["segments"].as_u64()), (Some("ucs2"), Some(2)));
+    let (_, ucs2) = api
+        .post(
+            ACME,
+            &json!({"to": "+14155550100", "text": "ç".repeat(71)}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (ucs2["encoding"].as_str(), ucs2["segments"].as_u64()),
+        (Some("ucs2"), Some(2))
+    );
 }
 
 #[tokio::test]
@@ -172,7 +203,10 @@ async fn bad_input_gets_precise_problems() {
         let (status, problem) = api.post(ACME, &body).await;
         assert_eq!(status, expected, "{body}: {problem}");
         assert_eq!(problem["status"], expected.as_u16(), "{body}");
-        assert!(problem["title"].is_string() && problem["detail"].is_string(), "{problem}");
+        assert!(
+            problem["title"].is_string() && problem["detail"].is_string(),
+            "{problem}"
+        );
         let mut got = fields(&problem);
         got.sort();
         assert_eq!(got, expected_fields, "{body}: {problem}");
@@ -189,7 +223,10 @@ async fn transport_level_refusals() {
     let big = json!({"to": "+14155550100", "text": "x".repeat(5000)}).to_string();
     let (status, response, problem) = api.call(post(ACME, &big, None)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
 
     // No key, a wrong key, a wrong scheme.
     for auth in [None, Some("Bearer sk_nobody_at_all"), Some("Basic abc")] {
@@ -197,7 +234,9 @@ async fn transport_level_refusals() {
         if let Some(auth) = auth {
             request = request.header(header::AUTHORIZATION, auth);
         }
-        let (status, response, _) = api.call(request.body(Body::empty()).expect("request")).await;
+        let (status, response, _) = api
+            .call(request.body(Body::empty()).expect("request"))
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
         assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
     }
@@ -208,11 +247,16 @@ async fn transport_level_refusals() {
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from("hello"))
         .expect("request");
-    assert_eq!(api.call(request).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        api.call(request).await.0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
 
     // Unknown path and method.
     assert_eq!(api.get(ACME, "/v1/nothing").await.0, StatusCode::NOT_FOUND);
-    let request = Request::put("/v1/messages").body(Body::empty()).expect("request");
+    let request = Request::put("/v1/messages")
+        .body(Body::empty())
+        .expect("request");
     assert_eq!(api.call(request).await.0, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -246,7 +290,13 @@ async fn idempotency_key_semantics() {
     assert_eq!(s2, StatusCode::ACCEPTED);
     assert_eq!(second, first);
     // Another body: refused.
-    let (s3, _, problem) = api.call(post(ACME, r#"{"to": "+14155550100", "text": "pay 99"}"#, Some("order-1"))).await;
+    let (s3, _, problem) = api
+        .call(post(
+            ACME,
+            r#"{"to": "+14155550100", "text": "pay 99"}"#,
+            Some("order-1"),
+        ))
+        .await;
     assert_eq!(s3, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(fields(&problem), ["Idempotency-Key"]);
     // The same key is another tenant's own key.
@@ -265,13 +315,19 @@ async fn idempotency_key_semantics() {
     let (s6, _, _) = api.call(post(ACME, body, Some(&"k".repeat(300)))).await;
     assert_eq!(s6, StatusCode::BAD_REQUEST);
     let (_, list) = api.get(ACME, "/v1/messages").await;
-    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "one message for all the repeats");
+    assert_eq!(
+        list["data"].as_array().map(Vec::len),
+        Some(1),
+        "one message for all the repeats"
+    );
 }
 
 #[tokio::test]
 async fn cancel_only_while_queued() {
     let api = api().await;
-    let (_, sent) = api.post(ACME, r#"{"to": "+14155550100", "text": "x"}"#).await;
+    let (_, sent) = api
+        .post(ACME, r#"{"to": "+14155550100", "text": "x"}"#)
+        .await;
     let id = sent["id"].as_str().expect("id");
     let delete = |key: &str| {
         Request::delete(format!("/v1/messages/{id}"))
@@ -292,10 +348,22 @@ async fn cancel_only_while_queued() {
 async fn list_filters_search_and_cursors() {
     let api = api().await;
     for i in 0..5 {
-        api.post(ACME, &json!({"to": "+14155550100", "text": format!("invoice {i} ready")}).to_string()).await;
-        api.post(ACME, &json!({"to": "sip:bob@example.org", "text": format!("call me {i}")}).to_string()).await;
+        api.post(
+            ACME,
+            &json!({"to": "+14155550100", "text": format!("invoice {i} ready")}).to_string(),
+        )
+        .await;
+        api.post(
+            ACME,
+            &json!({"to": "sip:bob@example.org", "text": format!("call me {i}")}).to_string(),
+        )
+        .await;
     }
-    api.post(GLOBEX, r#"{"to": "+14155550100", "text": "invoice elsewhere"}"#).await;
+    api.post(
+        GLOBEX,
+        r#"{"to": "+14155550100", "text": "invoice elsewhere"}"#,
+    )
+    .await;
 
     let (status, page) = api.get(ACME, "/v1/messages?channel=sms&limit=2").await;
     assert_eq!(status, StatusCode::OK);
@@ -303,10 +371,23 @@ async fn list_filters_search_and_cursors() {
     let mut page = page;
     loop {
         let data = page["data"].as_array().expect("data");
-        assert!(data.iter().all(|m| m["channel"] == "sms" && m["tenant"] == "acme"));
-        seen.extend(data.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)));
-        let Some(cursor) = page["next_cursor"].as_str() else { break };
-        let (status, next) = api.get(ACME, &format!("/v1/messages?channel=sms&limit=2&cursor={cursor}")).await;
+        assert!(
+            data.iter()
+                .all(|m| m["channel"] == "sms" && m["tenant"] == "acme")
+        );
+        seen.extend(
+            data.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_owned)),
+        );
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        let (status, next) = api
+            .get(
+                ACME,
+                &format!("/v1/messages?channel=sms&limit=2&cursor={cursor}"),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{next}");
         page = next;
     }
@@ -320,26 +401,44 @@ async fn list_filters_search_and_cursors() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["text"], "invoice 3 ready");
 
-    let (_, to) = api.get(ACME, "/v1/messages?to=sip:bob@EXAMPLE.org&direction=outbound&status=queued").await;
+    let (_, to) = api
+        .get(
+            ACME,
+            "/v1/messages?to=sip:bob@EXAMPLE.org&direction=outbound&status=queued",
+        )
+        .await;
     assert_eq!(to["data"].as_array().map(Vec::len), Some(5));
 
     // A cursor is bound to its filters, and cannot be forged.
     let (_, first) = api.get(ACME, "/v1/messages?channel=sms&limit=2").await;
     let cursor = first["next_cursor"].as_str().expect("cursor");
-    let (status, problem) = api.get(ACME, &format!("/v1/messages?channel=sip&limit=2&cursor={cursor}")).await;
+    let (status, problem) = api
+        .get(
+            ACME,
+            &format!("/v1/messages?channel=sip&limit=2&cursor={cursor}"),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(fields(&problem), ["cursor"]);
     let forged = format!("x{cursor}");
-    let (status, problem) = api.get(ACME, &format!("/v1/messages?channel=sms&cursor={forged}")).await;
+    let (status, problem) = api
+        .get(ACME, &format!("/v1/messages?channel=sms&cursor={forged}"))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(fields(&problem), ["cursor"]);
 
     // Bad filters name themselves.
     let (status, problem) = api
-        .get(ACME, "/v1/messages?status=lost&limit=0&since=yesterday&channel=fax&colour=red")
+        .get(
+            ACME,
+            "/v1/messages?status=lost&limit=0&since=yesterday&channel=fax&colour=red",
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(fields(&problem), ["channel", "colour", "limit", "since", "status"]);
+    assert_eq!(
+        fields(&problem),
+        ["channel", "colour", "limit", "since", "status"]
+    );
 }
 
 #[tokio::test]
@@ -348,12 +447,33 @@ async fn system_endpoints() {
     let (status, _) = api.get(ACME, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
     let (status, ready) = api.get(ACME, "/readyz").await;
-    assert_eq!((status, ready["database"].as_str()), (StatusCode::OK, Some("sqlite")));
-    api.post(ACME, r#"{"to": "+14155550100", "text": "x"}"#).await;
-    let request = Request::get("/metrics").body(Body::empty()).expect("request");
-    let response = switchboard::api::app(api.state.clone()).oneshot(request).await.expect("metrics");
-    let text = String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
-    assert!(text.contains("switchboard_messages_accepted_total{channel=\"sms\"} 1"), "{text}");
+    assert_eq!(
+        (status, ready["database"].as_str()),
+        (StatusCode::OK, Some("sqlite"))
+    );
+    api.post(ACME, r#"{"to": "+14155550100", "text": "x"}"#)
+        .await;
+    let request = Request::get("/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let response = switchboard::api::app(api.state.clone())
+        .oneshot(request)
+        .await
+        .expect("metrics");
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(
+        text.contains("switchboard_messages_accepted_total{channel=\"sms\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("switchboard_outbox_depth 1"), "{text}");
     let (status, spec) = api.get(ACME, "/openapi.json").await;
     assert_eq!(status, StatusCode::OK);

@@ -10,7 +10,10 @@ fn keys(errors: &[ConfigError]) -> Vec<&str> {
 
 #[test]
 fn the_example_config_is_valid() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/switchboard.example.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/switchboard.example.toml"
+    );
     let config = config::load(Some(std::path::Path::new(path)), []).expect("example config");
     assert_eq!(config.tenants[0].id, "acme");
     assert_eq!(config.smpp.connectors[0].name, "upstream-a");
@@ -25,7 +28,10 @@ fn no_file_is_the_embedded_default() {
     assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.database.url, config::DEFAULT_DATABASE_URL);
     assert_eq!(config.http.max_body_bytes, 1_048_576);
-    assert_eq!(config::data_dir(&config), std::path::Path::new("switchboard-data"));
+    assert_eq!(
+        config::data_dir(&config),
+        std::path::Path::new("switchboard-data")
+    );
 }
 
 #[test]
@@ -103,7 +109,9 @@ on = true
 
 #[test]
 fn syntax_errors_name_the_line() {
-    let errors = config::parse("[http]\nlisten = \n", []).expect_err("syntax").0;
+    let errors = config::parse("[http]\nlisten = \n", [])
+        .expect_err("syntax")
+        .0;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].key, "line 2");
 }
@@ -118,10 +126,15 @@ api_keys = ["sk_from_file"]
     let env = [
         ("SWITCHBOARD_HTTP__LISTEN", "0.0.0.0:9090"),
         ("SWITCHBOARD_HTTP__MAX_BODY_BYTES", "2048"),
-        ("SWITCHBOARD_DATABASE__URL", "postgres://postgres@127.0.0.1/test"),
+        (
+            "SWITCHBOARD_DATABASE__URL",
+            "postgres://postgres@127.0.0.1/test",
+        ),
         ("SWITCHBOARD_TENANTS__0__API_KEYS", r#"["sk_from_env_1"]"#),
         ("SWITCHBOARD_LOG__FORMAT", "json"),
         ("UNRELATED", "x"),
+        ("SWITCHBOARD_LOG", "debug"),
+        ("SWITCHBOARD_CONFIG", "/etc/switchboard.toml"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
     let config = config::parse(toml, env).expect("overridden");
@@ -139,7 +152,11 @@ api_keys = ["sk_from_file"]
     let errors = config::parse(toml, bad).expect_err("bad overrides").0;
     let mut got = keys(&errors);
     got.sort();
-    assert_eq!(got, ["SWITCHBOARD_TENANTS__5__ID", "http.listen"], "{errors:#?}");
+    assert_eq!(
+        got,
+        ["SWITCHBOARD_TENANTS__5__ID", "http.listen"],
+        "{errors:#?}"
+    );
 }
 
 #[test]
@@ -159,8 +176,19 @@ fn config_check_command_reports_and_fails() {
     assert!(stderr.contains("database.url:"), "{stderr}");
 
     let good = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["config", "check", concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/switchboard.example.toml")])
+        .args([
+            "config",
+            "check",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/switchboard.example.toml"
+            ),
+        ])
         .output()
         .expect("run switchboard");
-    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
 }

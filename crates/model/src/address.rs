@@ -137,9 +137,7 @@ impl Address {
         let has_scheme = scheme(trimmed).is_some();
         let address = match channel {
             Channel::Xmpp if !has_scheme => xmpp(trimmed, trimmed)?,
-            Channel::Sip if !has_scheme && trimmed.contains('@') => {
-                sip(&format!("sip:{trimmed}"))?
-            }
+            Channel::Sip if !has_scheme && trimmed.contains('@') => sip(&format!("sip:{trimmed}"))?,
             _ => Address::parse(trimmed)?,
         };
         if address.channel != channel {
@@ -251,7 +249,10 @@ fn sms(input: &str) -> Result<Address, AddressError> {
             value: input.to_owned(),
         });
     }
-    if input.chars().all(|c| c.is_alphanumeric() || c == ' ' || c == '.') {
+    if input
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == ' ' || c == '.')
+    {
         return Err(AddressError::InvalidSenderName(input.to_owned()));
     }
     Err(AddressError::Unrecognised(input.to_owned()))
@@ -268,9 +269,9 @@ fn sip(input: &str) -> Result<Address, AddressError> {
     };
     if let Some(user) = user {
         let user_ok = !user.is_empty()
-            && user.chars().all(|c| {
-                c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/%".contains(c)
-            });
+            && user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/%".contains(c));
         if !user_ok {
             return Err(invalid());
         }
@@ -340,9 +341,9 @@ fn email(original: &str, addr: &str) -> Result<Address, AddressError> {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.chars().all(|c| {
-            c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
-        });
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
     let domain = domain.to_lowercase();
     if !local_ok || !domain.contains('.') && domain != "localhost" || !valid_host(&domain) {
         return Err(invalid());
@@ -372,13 +373,37 @@ mod tests {
             ("12345", Channel::Sms, "12345"),
             ("ACME Bank", Channel::Sms, "ACME Bank"),
             ("sip:Bob@Example.ORG", Channel::Sip, "sip:Bob@example.org"),
-            ("SIP:bob@example.org:5070;transport=tcp", Channel::Sip, "sip:bob@example.org:5070"),
-            ("sips:alice@[2001:db8::1]:5061", Channel::Sip, "sip:alice@[2001:db8::1]:5061"),
-            ("xmpp:Bob@Example.org/Phone", Channel::Xmpp, "xmpp:bob@example.org/Phone"),
-            ("xmpp:+14155550100@sms.localhost", Channel::Xmpp, "xmpp:+14155550100@sms.localhost"),
+            (
+                "SIP:bob@example.org:5070;transport=tcp",
+                Channel::Sip,
+                "sip:bob@example.org:5070",
+            ),
+            (
+                "sips:alice@[2001:db8::1]:5061",
+                Channel::Sip,
+                "sip:alice@[2001:db8::1]:5061",
+            ),
+            (
+                "xmpp:Bob@Example.org/Phone",
+                Channel::Xmpp,
+                "xmpp:bob@example.org/Phone",
+            ),
+            (
+                "xmpp:+14155550100@sms.localhost",
+                Channel::Xmpp,
+                "xmpp:+14155550100@sms.localhost",
+            ),
             ("mailto:Bob@Example.ORG", Channel::Email, "Bob@example.org"),
-            ("bob.smith+tag@Mail.Example.test", Channel::Email, "bob.smith+tag@mail.example.test"),
-            ("+14155550100@sms.example.test", Channel::Email, "+14155550100@sms.example.test"),
+            (
+                "bob.smith+tag@Mail.Example.test",
+                Channel::Email,
+                "bob.smith+tag@mail.example.test",
+            ),
+            (
+                "+14155550100@sms.example.test",
+                Channel::Email,
+                "+14155550100@sms.example.test",
+            ),
         ];
         for (input, channel, stored) in cases {
             assert_eq!(norm(input), (channel, stored.to_owned()), "{input}");

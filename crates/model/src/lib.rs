@@ -8,5 +8,7 @@ pub mod status;
 pub mod text;
 
 pub use address::{Address, AddressError, Channel};
-pub use message::{Attachment, Direction, ErrorInfo, FailoverStep, Message, MessageId, StatusEvent};
+pub use message::{
+    Attachment, Direction, ErrorInfo, FailoverStep, Message, MessageId, StatusEvent,
+};
 pub use status::{MessageStatus, TransitionError};

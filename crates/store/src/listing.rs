@@ -80,7 +80,10 @@ impl ListQuery {
                 );
             }
         }
-        push(" ORDER BY id DESC LIMIT $?", Bind::Int(i64::from(self.limit)));
+        push(
+            " ORDER BY id DESC LIMIT $?",
+            Bind::Int(i64::from(self.limit)),
+        );
         (sql, binds)
     }
 }

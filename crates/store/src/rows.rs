@@ -64,8 +64,8 @@ impl MessageRow {
     pub fn into_message(self) -> Result<Message, StoreError> {
         let status =
             MessageStatus::from_str(&self.status).map_err(|_| corrupt("status", &self.status))?;
-        let direction =
-            Direction::parse(&self.direction).ok_or_else(|| corrupt("direction", &self.direction))?;
+        let direction = Direction::parse(&self.direction)
+            .ok_or_else(|| corrupt("direction", &self.direction))?;
         let channel =
             Channel::from_str(&self.channel).map_err(|_| corrupt("channel", &self.channel))?;
         let encoding = match self.encoding {

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use switchboard_model::{
-    Channel, Direction, Message, MessageId, MessageStatus, StatusEvent,
-};
+use switchboard_model::{Channel, Direction, Message, MessageId, MessageStatus, StatusEvent};
 use switchboard_store::{
     CancelOutcome, IdempotencyKey, InsertOutcome, ListQuery, NewMessage, Store, StoreOptions,
 };
@@ -33,7 +31,9 @@ async fn sqlite() -> TestDb {
 async fn postgres() -> Option<TestDb> {
     let base = std::env::var("TEST_DATABASE_URL").ok()?;
     let schema = format!("t{}", uuid::Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&base).await.expect("connect postgres");
+    let admin = sqlx::PgPool::connect(&base)
+        .await
+        .expect("connect postgres");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&admin)
         .await
@@ -112,7 +112,10 @@ fn new(message: Message) -> NewMessage {
 
 on_every_backend!(round_trip, |store: Store| async move {
     let sent = message("acme", "+14155550100", "hello there");
-    let outcome = store.insert_message(new(sent.clone())).await.expect("insert");
+    let outcome = store
+        .insert_message(new(sent.clone()))
+        .await
+        .expect("insert");
     assert_eq!(outcome, InsertOutcome::Created);
     let got = store
         .get_message("acme", sent.id.as_str())
@@ -135,14 +138,29 @@ on_every_backend!(round_trip, |store: Store| async move {
 on_every_backend!(tenants_do_not_see_each_other, |store: Store| async move {
     let m = message("acme", "+14155550100", "private");
     store.insert_message(new(m.clone())).await.expect("insert");
-    assert!(store.get_message("other", m.id.as_str()).await.expect("get").is_none());
+    assert!(
+        store
+            .get_message("other", m.id.as_str())
+            .await
+            .expect("get")
+            .is_none()
+    );
     let page = store
-        .list_messages("other", &ListQuery { limit: 10, ..Default::default() })
+        .list_messages(
+            "other",
+            &ListQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .expect("list");
     assert!(page.is_empty());
     assert_eq!(
-        store.cancel_message("other", m.id.as_str(), None).await.expect("cancel"),
+        store
+            .cancel_message("other", m.id.as_str(), None)
+            .await
+            .expect("cancel"),
         CancelOutcome::NotFound
     );
 });
@@ -161,10 +179,16 @@ on_every_backend!(concurrent_writes_share_commits, |store: Store| async move {
     }
     for task in tasks {
         let id = task.await.expect("task");
-        assert!(store.message_exists(&id).await.expect("exists"), "{id} lost");
+        assert!(
+            store.message_exists(&id).await.expect("exists"),
+            "{id} lost"
+        );
     }
     let batches = store.commit_count();
-    assert!(batches < 300, "300 writes took {batches} commits: no grouping");
+    assert!(
+        batches < 300,
+        "300 writes took {batches} commits: no grouping"
+    );
 });
 
 on_every_backend!(idempotency_keys, |store: Store| async move {
@@ -176,7 +200,10 @@ on_every_backend!(idempotency_keys, |store: Store| async move {
     let first = message("acme", "+14155550100", "once");
     let mut request = new(first.clone());
     request.idempotency = Some(key("h1"));
-    assert_eq!(store.insert_message(request).await.expect("first"), InsertOutcome::Created);
+    assert_eq!(
+        store.insert_message(request).await.expect("first"),
+        InsertOutcome::Created
+    );
 
     let mut again = new(message("acme", "+14155550100", "once"));
     again.idempotency = Some(key("h1"));
@@ -187,30 +214,56 @@ on_every_backend!(idempotency_keys, |store: Store| async move {
             response: "response for h1".into()
         }
     );
-    assert!(!store.message_exists(&again.message.id).await.expect("exists"));
+    assert!(
+        !store
+            .message_exists(&again.message.id)
+            .await
+            .expect("exists")
+    );
 
     let mut other_body = new(message("acme", "+14155550100", "twice"));
     other_body.idempotency = Some(key("h2"));
     assert_eq!(
         store.insert_message(other_body).await.expect("reuse"),
-        InsertOutcome::KeyReused { message_id: first.id.to_string() }
+        InsertOutcome::KeyReused {
+            message_id: first.id.to_string()
+        }
     );
 
     // The same key for another tenant is another key.
     let mut theirs = new(message("other", "+14155550100", "once"));
     theirs.idempotency = Some(key("h1"));
-    assert_eq!(store.insert_message(theirs).await.expect("other"), InsertOutcome::Created);
+    assert_eq!(
+        store.insert_message(theirs).await.expect("other"),
+        InsertOutcome::Created
+    );
 
     // Two requests with one new key in one batch: one is created, the other replays it.
-    let (a, b) = (message("acme", "+1415555", "x"), message("acme", "+1415555", "x"));
+    let (a, b) = (
+        message("acme", "+1415555", "x"),
+        message("acme", "+1415555", "x"),
+    );
     let (mut ra, mut rb) = (new(a), new(b));
-    ra.idempotency = Some(IdempotencyKey { key: "k2".into(), request_hash: "h".into(), response: "r".into() });
+    ra.idempotency = Some(IdempotencyKey {
+        key: "k2".into(),
+        request_hash: "h".into(),
+        response: "r".into(),
+    });
     rb.idempotency = ra.idempotency.clone();
     let (oa, ob) = tokio::join!(store.insert_message(ra), store.insert_message(rb));
     let outcomes = [oa.expect("a"), ob.expect("b")];
-    assert_eq!(outcomes.iter().filter(|o| **o == InsertOutcome::Created).count(), 1);
     assert_eq!(
-        outcomes.iter().filter(|o| matches!(o, InsertOutcome::Replayed { .. })).count(),
+        outcomes
+            .iter()
+            .filter(|o| **o == InsertOutcome::Created)
+            .count(),
+        1
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, InsertOutcome::Replayed { .. }))
+            .count(),
         1
     );
 });
@@ -219,16 +272,26 @@ on_every_backend!(cancel_while_queued_only, |store: Store| async move {
     let m = message("acme", "+14155550100", "cancel me");
     store.insert_message(new(m.clone())).await.expect("insert");
     assert_eq!(
-        store.cancel_message("acme", m.id.as_str(), Some("by API".into())).await.expect("cancel"),
+        store
+            .cancel_message("acme", m.id.as_str(), Some("by API".into()))
+            .await
+            .expect("cancel"),
         CancelOutcome::Canceled
     );
-    let got = store.get_message("acme", m.id.as_str()).await.expect("get").expect("found");
+    let got = store
+        .get_message("acme", m.id.as_str())
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(got.status, MessageStatus::Canceled);
     let statuses: Vec<_> = got.events.iter().flatten().map(|e| e.status).collect();
     assert_eq!(statuses, [MessageStatus::Queued, MessageStatus::Canceled]);
     assert_eq!(store.outbox_depth().await.expect("depth"), 0);
     assert_eq!(
-        store.cancel_message("acme", m.id.as_str(), None).await.expect("again"),
+        store
+            .cancel_message("acme", m.id.as_str(), None)
+            .await
+            .expect("again"),
         CancelOutcome::TooLate(MessageStatus::Canceled)
     );
 });
@@ -244,13 +307,20 @@ on_every_backend!(listing_filters_and_pages, |store: Store| async move {
         ids.push(m.id.to_string());
         store.insert_message(new(m)).await.expect("insert");
     }
-    store.insert_message(new(message("other", "+14155550100", "invoice elsewhere"))).await.expect("other");
+    store
+        .insert_message(new(message("other", "+14155550100", "invoice elsewhere")))
+        .await
+        .expect("other");
 
     // Pages of 3, newest first, no overlaps, nothing missed.
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let query = ListQuery { limit: 3, before_id: before.clone(), ..Default::default() };
+        let query = ListQuery {
+            limit: 3,
+            before_id: before.clone(),
+            ..Default::default()
+        };
         let page = store.list_messages("acme", &query).await.expect("page");
         if page.is_empty() {
             break;
@@ -262,27 +332,72 @@ on_every_backend!(listing_filters_and_pages, |store: Store| async move {
     newest_first.reverse();
     assert_eq!(seen, newest_first);
 
-    let to = ListQuery { to: Some("+14155550199".into()), limit: 50, ..Default::default() };
+    let to = ListQuery {
+        to: Some("+14155550199".into()),
+        limit: 50,
+        ..Default::default()
+    };
     assert_eq!(store.list_messages("acme", &to).await.expect("to").len(), 4);
 
-    let q = ListQuery { q: Some("invoice".into()), limit: 50, ..Default::default() };
+    let q = ListQuery {
+        q: Some("invoice".into()),
+        limit: 50,
+        ..Default::default()
+    };
     let found = store.list_messages("acme", &q).await.expect("q");
     assert_eq!(found.len(), 4);
-    assert!(found.iter().all(|m| m.text.contains("invoice") && m.tenant == "acme"));
+    assert!(
+        found
+            .iter()
+            .all(|m| m.text.contains("invoice") && m.tenant == "acme")
+    );
 
-    let both = ListQuery { q: Some("invoice 4".into()), limit: 50, ..Default::default() };
-    assert_eq!(store.list_messages("acme", &both).await.expect("q2").len(), 1);
+    let both = ListQuery {
+        q: Some("invoice 4".into()),
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        store.list_messages("acme", &both).await.expect("q2").len(),
+        1
+    );
 
-    let syntax = ListQuery { q: Some("\"unbalanced OR *".into()), limit: 50, ..Default::default() };
-    assert!(store.list_messages("acme", &syntax).await.expect("q3").is_empty());
+    let syntax = ListQuery {
+        q: Some("\"unbalanced OR *".into()),
+        limit: 50,
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_messages("acme", &syntax)
+            .await
+            .expect("q3")
+            .is_empty()
+    );
 
-    let status = ListQuery { status: Some(MessageStatus::Sent), limit: 50, ..Default::default() };
-    assert!(store.list_messages("acme", &status).await.expect("status").is_empty());
+    let status = ListQuery {
+        status: Some(MessageStatus::Sent),
+        limit: 50,
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_messages("acme", &status)
+            .await
+            .expect("status")
+            .is_empty()
+    );
 
     let future = ListQuery {
         since: Some((Utc::now() + Duration::hours(1)).timestamp_micros()),
         limit: 50,
         ..Default::default()
     };
-    assert!(store.list_messages("acme", &future).await.expect("since").is_empty());
+    assert!(
+        store
+            .list_messages("acme", &future)
+            .await
+            .expect("since")
+            .is_empty()
+    );
 });

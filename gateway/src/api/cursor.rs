@@ -79,13 +79,18 @@ impl CursorKey {
     /// The last id a cursor carries, if it is ours, for these filters, and fresh.
     pub fn open(&self, cursor: &str, filters: &str, now: i64) -> Result<String, CursorError> {
         let (payload, mac) = cursor.split_once('.').ok_or(CursorError::Invalid)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| CursorError::Invalid)?;
-        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| CursorError::Invalid)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| CursorError::Invalid)?;
+        let mac = URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| CursorError::Invalid)?;
         let expected = self.mac(&payload);
         if !constant_time_eq(&mac, &expected[..16]) {
             return Err(CursorError::Invalid);
         }
-        let payload: Payload = serde_json::from_slice(&payload).map_err(|_| CursorError::Invalid)?;
+        let payload: Payload =
+            serde_json::from_slice(&payload).map_err(|_| CursorError::Invalid)?;
         if payload.f != fingerprint(filters) {
             return Err(CursorError::OtherFilters);
         }
@@ -123,7 +128,10 @@ mod tests {
     fn refusals() {
         let key = key();
         let cursor = key.issue("abc", "status=queued", 1000);
-        assert_eq!(key.open(&cursor, "status=sent", 1001), Err(CursorError::OtherFilters));
+        assert_eq!(
+            key.open(&cursor, "status=sent", 1001),
+            Err(CursorError::OtherFilters)
+        );
         assert_eq!(
             key.open(&cursor, "status=queued", 1000 + CURSOR_LIFETIME_SECS + 1),
             Err(CursorError::Expired)
@@ -131,12 +139,18 @@ mod tests {
         assert_eq!(key.open("garbage", "", 0), Err(CursorError::Invalid));
         assert_eq!(key.open("a.b", "", 0), Err(CursorError::Invalid));
         // Another gateway's key, or an edited payload, does not verify.
-        assert_eq!(self::key().open(&cursor, "status=queued", 1001), Err(CursorError::Invalid));
+        assert_eq!(
+            self::key().open(&cursor, "status=queued", 1001),
+            Err(CursorError::Invalid)
+        );
         let forged = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(br#"{"b":"zzz","f":"x","t":1000}"#),
             cursor.split_once('.').map(|(_, m)| m).unwrap_or_default()
         );
-        assert_eq!(key.open(&forged, "status=queued", 1001), Err(CursorError::Invalid));
+        assert_eq!(
+            key.open(&forged, "status=queued", 1001),
+            Err(CursorError::Invalid)
+        );
     }
 }

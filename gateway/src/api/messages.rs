@@ -105,7 +105,11 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
-fn parse_channel(field: &str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Channel> {
+fn parse_channel(
+    field: &str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Channel> {
     let value = value?;
     value
         .parse::<Channel>()
@@ -144,8 +148,13 @@ fn build_message(
         (Some(from), Some(channel)) => {
             parse_address("from", from, Some(channel), &mut errors).map(Address::into_string)
         }
-        (Some(from), None) => parse_address("from", from, None, &mut errors).map(Address::into_string),
-        (None, Some(channel)) => caller.0.default_from(channel).map(|a| a.as_str().to_owned()),
+        (Some(from), None) => {
+            parse_address("from", from, None, &mut errors).map(Address::into_string)
+        }
+        (None, Some(channel)) => caller
+            .0
+            .default_from(channel)
+            .map(|a| a.as_str().to_owned()),
         (None, None) => None,
     };
     let chars = request.text.chars().count();
@@ -154,25 +163,48 @@ fn build_message(
     } else if chars > limits.max_text_chars {
         errors.push(FieldError::new(
             "text",
-            format!("{chars} characters is over the limit of {}", limits.max_text_chars),
+            format!(
+                "{chars} characters is over the limit of {}",
+                limits.max_text_chars
+            ),
         ));
     }
-    if request.subject.as_ref().is_some_and(|s| s.chars().count() > 998) {
+    if request
+        .subject
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > 998)
+    {
         errors.push(FieldError::new("subject", "at most 998 characters"));
     }
-    if request.client_ref.as_ref().is_some_and(|r| r.chars().count() > MAX_CLIENT_REF) {
-        errors.push(FieldError::new("client_ref", format!("at most {MAX_CLIENT_REF} characters")));
+    if request
+        .client_ref
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_CLIENT_REF)
+    {
+        errors.push(FieldError::new(
+            "client_ref",
+            format!("at most {MAX_CLIENT_REF} characters"),
+        ));
     }
     let metadata = request.metadata.unwrap_or_default();
     if metadata.len() > MAX_METADATA {
-        errors.push(FieldError::new("metadata", format!("at most {MAX_METADATA} entries")));
+        errors.push(FieldError::new(
+            "metadata",
+            format!("at most {MAX_METADATA} entries"),
+        ));
     }
     for (key, value) in &metadata {
         if key.is_empty() || key.chars().count() > 64 {
-            errors.push(FieldError::new(format!("metadata.{key}"), "keys are 1 to 64 characters"));
+            errors.push(FieldError::new(
+                format!("metadata.{key}"),
+                "keys are 1 to 64 characters",
+            ));
         }
         if value.chars().count() > 512 {
-            errors.push(FieldError::new(format!("metadata.{key}"), "values are at most 512 characters"));
+            errors.push(FieldError::new(
+                format!("metadata.{key}"),
+                "values are at most 512 characters",
+            ));
         }
     }
     let start = request.send_at.filter(|at| *at > now);
@@ -181,9 +213,9 @@ fn build_message(
     {
         errors.push(FieldError::new("send_at", "at most a year ahead"));
     }
-    let validity = request.validity_seconds.or(
-        (limits.default_validity_seconds > 0).then_some(limits.default_validity_seconds),
-    );
+    let validity = request
+        .validity_seconds
+        .or((limits.default_validity_seconds > 0).then_some(limits.default_validity_seconds));
     if let Some(v) = validity
         && (v == 0 || v > limits.max_validity_seconds)
     {
@@ -194,18 +226,27 @@ fn build_message(
     }
     let steps = request.failover.unwrap_or_default();
     if steps.len() > MAX_FAILOVER {
-        errors.push(FieldError::new("failover", format!("at most {MAX_FAILOVER} steps")));
+        errors.push(FieldError::new(
+            "failover",
+            format!("at most {MAX_FAILOVER} steps"),
+        ));
     }
     let mut failover = Vec::new();
     for (i, step) in steps.iter().enumerate() {
-        let channel = parse_channel(&format!("failover[{i}].channel"), step.channel.as_deref(), &mut errors);
+        let channel = parse_channel(
+            &format!("failover[{i}].channel"),
+            step.channel.as_deref(),
+            &mut errors,
+        );
         if step.after_seconds == 0 || step.after_seconds > 7 * 24 * 3600 {
             errors.push(FieldError::new(
                 format!("failover[{i}].after_seconds"),
                 "1 to 604800 seconds",
             ));
         }
-        if let Some(address) = parse_address(&format!("failover[{i}].to"), &step.to, channel, &mut errors) {
+        if let Some(address) =
+            parse_address(&format!("failover[{i}].to"), &step.to, channel, &mut errors)
+        {
             failover.push(FailoverStep {
                 channel: address.channel(),
                 to: address.into_string(),
@@ -223,7 +264,10 @@ fn build_message(
     };
     let (segments, encoding) = if channel == Channel::Sms {
         let encoding = choose_encoding(&request.text);
-        (Some(segment_count(&request.text, encoding).segments), Some(encoding))
+        (
+            Some(segment_count(&request.text, encoding).segments),
+            Some(encoding),
+        )
     } else {
         (None, None)
     };
@@ -274,7 +318,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .ok_or_else(|| {
             ApiError::BadRequest(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-                vec![FieldError::new("Idempotency-Key", "1 to 255 visible ASCII characters")],
+                vec![FieldError::new(
+                    "Idempotency-Key",
+                    "1 to 255 visible ASCII characters",
+                )],
             )
         })?;
     Ok(Some(key.to_owned()))
@@ -288,7 +335,11 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let mut set = self.state.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .state
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.remove(&self.key);
     }
 }
@@ -296,7 +347,10 @@ impl Drop for InFlight<'_> {
 fn accepted(body: String, id: &str) -> Response {
     let mut response = (
         StatusCode::ACCEPTED,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response();
@@ -349,7 +403,10 @@ pub async fn send(
                     "a request with this Idempotency-Key is still being handled".into(),
                 ));
             }
-            Some(InFlight { state: &state, key: entry })
+            Some(InFlight {
+                state: &state,
+                key: entry,
+            })
         }
         None => None,
     };
@@ -373,12 +430,18 @@ pub async fn send(
             state.metrics.message_accepted(channel);
             Ok(accepted(response, &id))
         }
-        InsertOutcome::Replayed { message_id, response } => Ok(accepted(response, &message_id)),
+        InsertOutcome::Replayed {
+            message_id,
+            response,
+        } => Ok(accepted(response, &message_id)),
         InsertOutcome::KeyReused { message_id } => Err(ApiError::Validation(
             format!(
                 "this Idempotency-Key was first used with another request body (message {message_id})"
             ),
-            vec![FieldError::new("Idempotency-Key", "already used with another request body")],
+            vec![FieldError::new(
+                "Idempotency-Key",
+                "already used with another request body",
+            )],
         )),
     }
 }
@@ -470,7 +533,10 @@ pub async fn list(
             .cursor_key
             .open(cursor, &filters, now.timestamp())
             .map_err(|e| {
-                ApiError::BadRequest(e.to_string(), vec![FieldError::new("cursor", e.to_string())])
+                ApiError::BadRequest(
+                    e.to_string(),
+                    vec![FieldError::new("cursor", e.to_string())],
+                )
             })?;
         query.before_id = Some(last);
     }
@@ -479,8 +545,11 @@ pub async fn list(
     let mut data = state.store.list_messages(&caller.0.id, &query).await?;
     let next_cursor = if data.len() > limit as usize {
         data.truncate(limit as usize);
-        data.last()
-            .map(|m| state.cursor_key.issue(m.id.as_str(), &filters, now.timestamp()))
+        data.last().map(|m| {
+            state
+                .cursor_key
+                .issue(m.id.as_str(), &filters, now.timestamp())
+        })
     } else {
         None
     };

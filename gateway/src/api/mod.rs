@@ -73,16 +73,17 @@ pub fn app(state: AppState) -> Router {
     let limit = state.config.http.max_body_bytes;
     Router::new()
         .route("/v1/messages", get(messages::list).post(messages::send))
-        .route("/v1/messages/{id}", get(messages::get).delete(messages::cancel))
+        .route(
+            "/v1/messages/{id}",
+            get(messages::get).delete(messages::cancel),
+        )
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi_json))
         .route("/docs", get(system::docs))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::MethodNotAllowed
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)

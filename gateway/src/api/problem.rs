@@ -131,10 +131,9 @@ impl ApiError {
                 format!("the request body is larger than {limit} bytes"),
                 vec![],
             ),
-            ApiError::MethodNotAllowed => (
-                "this endpoint does not take this method".to_owned(),
-                vec![],
-            ),
+            ApiError::MethodNotAllowed => {
+                ("this endpoint does not take this method".to_owned(), vec![])
+            }
             ApiError::UnsupportedMediaType => (
                 "send the body as JSON, with Content-Type: application/json".to_owned(),
                 vec![],
@@ -182,7 +181,8 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{error:#}"), "request failed");
         }
         let problem = self.problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (
             status,
@@ -195,9 +195,10 @@ impl IntoResponse for ApiError {
             .into_response();
         match &self {
             ApiError::RateLimited(wait) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(*wait)));
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(*wait)),
+                );
             }
             ApiError::Unauthorized(_) => {
                 response.headers_mut().insert(
