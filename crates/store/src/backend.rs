@@ -55,7 +55,7 @@ impl Store {
     /// Opens the database at `url` (`sqlite://path` or `postgres://...`), brings its
     /// schema up to date, and starts the group-commit writer.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-        let (pool, writer_pool) = if url.starts_with("sqlite:") {
+        let (pool, writer_connect) = if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -71,31 +71,21 @@ impl Store {
                 .connect_with(connect.clone())
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&readers).await?;
-            // SQLite has one writer at a time: give the writer task its own connection.
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(connect)
-                .await?;
-            (Pool::Sqlite(readers), Pool::Sqlite(writer))
+            (Pool::Sqlite(readers), WriterConnect::Sqlite(connect))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let connect = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections.max(2))
-                .connect_with(connect)
+                .max_connections(options.max_connections.max(1))
+                .connect_with(connect.clone())
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-            (Pool::Postgres(pool.clone()), Pool::Postgres(pool))
+            (Pool::Postgres(pool), WriterConnect::Postgres(connect))
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer::run(
-            writer_pool,
-            queue,
-            options.max_batch.max(1),
-            commits.clone(),
-        ));
+        start_writer(writer_connect, queue, options.max_batch.max(1), commits.clone()).await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 pool,
@@ -247,6 +237,64 @@ impl Store {
         });
         Ok(found.is_some())
     }
+}
+
+/// How the writer connects: its connection is made on the writer's own thread.
+enum WriterConnect {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+}
+
+/// Starts the group-commit writer on a thread of its own, with its own single-threaded
+/// runtime and one connection that it keeps (its pool never tests the connection before
+/// a batch; the writer checks it after a failure). Each statement of a batch is a round
+/// trip to the database driver; on the request runtime, every one of those would wait
+/// behind the HTTP tasks queued there, and the batch (and every request in it) with it.
+async fn start_writer(
+    connect: WriterConnect,
+    queue: mpsc::Receiver<WriteOp>,
+    max_batch: usize,
+    commits: Arc<AtomicU64>,
+) -> Result<(), StoreError> {
+    let (ready, started) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready.send(Err(StoreError::Write(format!("cannot start the writer: {e}"))));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let pool = match connect {
+                    WriterConnect::Sqlite(options) => SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .test_before_acquire(false)
+                        .connect_with(options.statement_cache_capacity(writer::STATEMENT_CACHE))
+                        .await
+                        .map(Pool::Sqlite),
+                    WriterConnect::Postgres(options) => PgPoolOptions::new()
+                        .max_connections(1)
+                        .test_before_acquire(false)
+                        .connect_with(options.statement_cache_capacity(writer::STATEMENT_CACHE))
+                        .await
+                        .map(Pool::Postgres),
+                };
+                match pool {
+                    Ok(pool) => {
+                        let _ = ready.send(Ok(()));
+                        writer::run(pool, queue, max_batch, commits).await;
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e.into()));
+                    }
+                }
+            });
+        })
+        .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
+    started.await.map_err(|_| StoreError::Closed)?
 }
 
 fn create_dir(dir: &Path) -> Result<(), StoreError> {

@@ -1,7 +1,7 @@
 //! The group-commit writer: one task takes every write that is waiting, applies them
 //! in one transaction, commits once, then answers each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -80,6 +80,17 @@ pub(crate) enum WriteOp {
     },
 }
 
+impl WriteOp {
+    /// Answers a write that could not be attempted.
+    fn fail(self, error: &str) {
+        let err = || StoreError::Write(error.to_owned());
+        match self {
+            WriteOp::Insert(_, reply) => drop(reply.send(Err(err()))),
+            WriteOp::Cancel { reply, .. } => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
 /// An answer held back until the transaction commits.
 enum Pending {
     Insert(
@@ -111,7 +122,14 @@ impl Pending {
 }
 
 /// Rows to insert per statement: well under both backends' limits on bound values.
-const ROWS_PER_STATEMENT: usize = 64;
+/// Every row count up to this is a statement shape of its own; the writer's statement
+/// cache holds them all (see [`STATEMENT_CACHE`]), so a batch costs one round trip per
+/// table instead of one per row, and no statement is prepared twice.
+pub(crate) const ROWS_PER_STATEMENT: usize = 64;
+
+/// Prepared statements the writer's connection keeps: every multi-row shape of the
+/// three insert statements, and the rest.
+pub(crate) const STATEMENT_CACHE: usize = ROWS_PER_STATEMENT * 4 + 64;
 
 pub(crate) async fn run(
     pool: Pool,
@@ -119,15 +137,32 @@ pub(crate) async fn run(
     max_batch: usize,
     commits: Arc<AtomicU64>,
 ) {
-    let mut ops = Vec::with_capacity(max_batch);
-    while queue.recv_many(&mut ops, max_batch).await > 0 {
-        let mut pending = Vec::with_capacity(ops.len());
-        let result = on_pool!(&pool, p => {
-            async {
-                let mut tx = p.begin().await?;
+    let one_trip = matches!(pool, Pool::Sqlite(_));
+    on_pool!(&pool, p => {
+        let mut ops = Vec::with_capacity(max_batch);
+        // The writer holds its connection from batch to batch: going back to the pool
+        // between batches costs a task hand-off each time.
+        let mut held = None;
+        while queue.recv_many(&mut ops, max_batch).await > 0 {
+            let mut todo: VecDeque<WriteOp> = ops.drain(..).collect();
+            let mut conn = match held.take() {
+                Some(conn) => conn,
+                None => match p.acquire().await {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        tracing::error!(%error, "the store writer has no connection");
+                        let text = error.to_string();
+                        todo.into_iter().for_each(|op| op.fail(&text));
+                        continue;
+                    }
+                },
+            };
+            let mut pending = Vec::with_capacity(todo.len());
+            let result = async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let mut inserts: Vec<Box<NewMessage>> = Vec::new();
                 let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
-                for op in ops.drain(..) {
+                while let Some(op) = todo.pop_front() {
                     match op {
                         WriteOp::Insert(new, reply) => {
                             let outcome = match &new.idempotency {
@@ -163,7 +198,7 @@ pub(crate) async fn run(
                             pending.push(Pending::Insert(reply, outcome));
                         }
                         WriteOp::Cancel { tenant, id, detail, reply } => {
-                            flush_inserts!(tx, &mut inserts);
+                            flush_inserts!(tx, &mut inserts, one_trip);
                             let now = to_micros(Utc::now());
                             let status: Option<(String,)> = sqlx::query_as(
                                 "SELECT status FROM messages WHERE id = $1 AND tenant = $2",
@@ -203,7 +238,7 @@ pub(crate) async fn run(
                         }
                     }
                 }
-                flush_inserts!(tx, &mut inserts);
+                flush_inserts!(tx, &mut inserts, one_trip);
                 if !keys.is_empty() {
                     let now = to_micros(Utc::now());
                     let rows: Vec<_> = keys.into_iter().collect();
@@ -225,29 +260,41 @@ pub(crate) async fn run(
                 tx.commit().await?;
                 Ok::<(), StoreError>(())
             }
-            .await
-        });
-        match result {
-            Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                pending.into_iter().for_each(Pending::answer);
-            }
-            Err(error) => {
-                tracing::error!(%error, writes = pending.len(), "store transaction failed");
-                let text = error.to_string();
-                pending.into_iter().for_each(|p| p.fail(&text));
+            .await;
+            match result {
+                Ok(()) => {
+                    held = Some(conn);
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    pending.into_iter().for_each(Pending::answer);
+                }
+                Err(error) => {
+                    tracing::error!(%error, writes = pending.len() + todo.len(), "store transaction failed");
+                    let text = error.to_string();
+                    pending.into_iter().for_each(|p| p.fail(&text));
+                    todo.into_iter().for_each(|op| op.fail(&text));
+                    // Keep the connection only if it still answers.
+                    if sqlx::Connection::ping(&mut *conn).await.is_ok() {
+                        held = Some(conn);
+                    } else {
+                        conn.close_on_drop();
+                    }
+                }
             }
         }
-    }
+    });
 }
 
-/// Inserts the buffered new messages (rows, first events and outbox rows) with a few
-/// multi-row statements.
+/// Inserts the buffered new messages (rows, first events and outbox rows) with one
+/// multi-row statement per table. With `one_trip` (SQLite, whose driver runs on a thread
+/// of its own) the three statements go to the driver as one script: one hand-off
+/// between threads per batch instead of three.
 macro_rules! flush_inserts {
-    ($tx:expr, $inserts:expr) => {{
+    ($tx:expr, $inserts:expr, $one_trip:expr) => {{
         let inserts: &mut Vec<Box<NewMessage>> = $inserts;
         for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new(
+            // Empty at first, so that reset() between statements empties it again.
+            let mut q = QueryBuilder::new("");
+            q.push(
                 "INSERT INTO messages (id, tenant, direction, channel, from_addr, to_addr, body, \
                  subject, client_ref, metadata, attachments, failover, status, segments, encoding, \
                  connector, upstream_id, error_code, error_detail, created_at, updated_at, send_at, \
@@ -255,59 +302,66 @@ macro_rules! flush_inserts {
             );
             q.push_values(chunk, |mut b, new| {
                 let m = &new.message;
-                b.push_bind(m.id.to_string())
-                    .push_bind(m.tenant.clone())
+                b.push_bind(m.id.as_str())
+                    .push_bind(m.tenant.as_str())
                     .push_bind(m.direction.as_str())
                     .push_bind(m.channel.as_str())
-                    .push_bind(m.from.clone())
-                    .push_bind(m.to.clone())
-                    .push_bind(m.text.clone())
-                    .push_bind(m.subject.clone())
-                    .push_bind(m.client_ref.clone())
+                    .push_bind(m.from.as_deref())
+                    .push_bind(m.to.as_str())
+                    .push_bind(m.text.as_str())
+                    .push_bind(m.subject.as_deref())
+                    .push_bind(m.client_ref.as_deref())
                     .push_bind(to_json(&m.metadata))
                     .push_bind(to_json(&m.attachments))
                     .push_bind(to_json(&m.failover))
                     .push_bind(m.status.as_str())
                     .push_bind(m.segments.map(i64::from))
                     .push_bind(m.encoding.map(|e| e.as_str()))
-                    .push_bind(m.connector.clone())
-                    .push_bind(m.upstream_id.clone())
-                    .push_bind(m.error.as_ref().map(|e| e.code.clone()))
-                    .push_bind(m.error.as_ref().map(|e| e.detail.clone()))
+                    .push_bind(m.connector.as_deref())
+                    .push_bind(m.upstream_id.as_deref())
+                    .push_bind(m.error.as_ref().map(|e| e.code.as_str()))
+                    .push_bind(m.error.as_ref().map(|e| e.detail.as_str()))
                     .push_bind(to_micros(m.created_at))
                     .push_bind(to_micros(m.updated_at))
                     .push_bind(m.send_at.map(to_micros))
                     .push_bind(m.expires_at.map(to_micros));
             });
-            q.build().execute(&mut *$tx).await?;
-
             let events: Vec<_> = chunk
                 .iter()
                 .flat_map(|new| {
-                    new.message.events.iter().flatten().map(move |e| (&new.message.id, e))
+                    new.message.events.iter().flatten().map(move |e| (new.message.id.as_str(), e))
                 })
                 .collect();
             if !events.is_empty() {
-                let mut q =
-                    QueryBuilder::new("INSERT INTO message_events (message_id, status, at, detail) ");
+                if $one_trip {
+                    q.push("; ");
+                } else {
+                    q.build().execute(&mut *$tx).await?;
+                    q.reset();
+                }
+                q.push("INSERT INTO message_events (message_id, status, at, detail) ");
                 q.push_values(events, |mut b, (id, e)| {
-                    b.push_bind(id.to_string())
+                    b.push_bind(id)
                         .push_bind(e.status.as_str())
                         .push_bind(to_micros(e.at))
-                        .push_bind(e.detail.clone());
+                        .push_bind(e.detail.as_deref());
                 });
-                q.build().execute(&mut *$tx).await?;
             }
-
             let queued: Vec<_> = chunk.iter().filter(|new| new.enqueue).collect();
             if !queued.is_empty() {
-                let mut q = QueryBuilder::new("INSERT INTO outbox (message_id, due_at) ");
+                if $one_trip {
+                    q.push("; ");
+                } else {
+                    q.build().execute(&mut *$tx).await?;
+                    q.reset();
+                }
+                q.push("INSERT INTO outbox (message_id, due_at) ");
                 q.push_values(queued, |mut b, new| {
                     let due = new.message.send_at.unwrap_or(new.message.created_at);
-                    b.push_bind(new.message.id.to_string()).push_bind(to_micros(due));
+                    b.push_bind(new.message.id.as_str()).push_bind(to_micros(due));
                 });
-                q.build().execute(&mut *$tx).await?;
             }
+            q.build().execute(&mut *$tx).await?;
         }
         inserts.clear();
     }};
