@@ -23,6 +23,10 @@ pub struct Config {
     pub messages: MessagesConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[dispatch]`: outbound retries and workers.
+    pub dispatch: DispatchConfig,
+    /// `[webhooks]`: delivery of events to subscribers.
+    pub webhooks: WebhooksConfig,
     /// `[[tenants]]`: who may use the API, and which addresses each owns.
     pub tenants: Vec<TenantConfig>,
     /// `[smpp]`: SMPP server accounts and upstream connectors.
@@ -124,6 +128,64 @@ impl Default for MessagesConfig {
             max_text_chars: 4096,
             default_validity_seconds: 0,
             max_validity_seconds: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// `[dispatch]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// First retry delay after a transient failure, in milliseconds; it doubles with
+    /// every attempt (with ±20% jitter) up to `max_retry_delay_seconds`.
+    pub retry_base_ms: u64,
+    /// Longest delay between two attempts, in seconds.
+    pub max_retry_delay_seconds: u64,
+    /// Give up (`failed`) after this many attempts.
+    pub max_attempts: u32,
+    /// Give up (`failed`) when a message is still not sent this long after it was
+    /// accepted, in seconds.
+    pub max_age_seconds: u64,
+    /// How long a worker holds a message it took before another may take it again,
+    /// in seconds (a send that outlives it is retried).
+    pub lease_seconds: u64,
+    /// Messages taken from the outbox at a time.
+    pub batch: u32,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            retry_base_ms: 1000,
+            max_retry_delay_seconds: 600,
+            max_attempts: 20,
+            max_age_seconds: 24 * 3600,
+            lease_seconds: 60,
+            batch: 256,
+        }
+    }
+}
+
+/// `[webhooks]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Refuse subscription URLs that are (or resolve to) loopback, private, link-local
+    /// or other internal addresses: SSRF protection for multi-tenant deployments. Off
+    /// by default, so a receiver on the same host works.
+    pub refuse_private_targets: bool,
+    /// Disable a subscription whose deliveries have all failed for this many hours.
+    pub disable_after_hours: u64,
+    /// Deliveries in flight at once, over all subscriptions.
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            refuse_private_targets: false,
+            disable_after_hours: 72,
+            concurrency: 64,
         }
     }
 }
@@ -511,6 +573,12 @@ fn read(mut root: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
     if let Some(v) = take_table(&mut root, "log") {
         config.log = take(v, "log", errors).unwrap_or_default();
     }
+    if let Some(v) = take_table(&mut root, "dispatch") {
+        config.dispatch = take(v, "dispatch", errors).unwrap_or_default();
+    }
+    if let Some(v) = take_table(&mut root, "webhooks") {
+        config.webhooks = take(v, "webhooks", errors).unwrap_or_default();
+    }
     config.tenants = take_items(take_table(&mut root, "tenants"), "tenants", errors);
     if let Some(mut smpp) = take_table(&mut root, "smpp") {
         let (connectors, accounts) = match &mut smpp {
@@ -538,8 +606,8 @@ fn read(mut root: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
     for key in root.keys() {
         errors.push(ConfigError {
             key: key.clone(),
-            message: "unknown section; expected http, database, messages, log, tenants, \
-                      smpp, sip, xmpp, email or routes"
+            message: "unknown section; expected http, database, messages, log, dispatch, \
+                      webhooks, tenants, smpp, sip, xmpp, email or routes"
                 .into(),
         });
     }
@@ -568,6 +636,21 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
             "messages.max_text_chars".into(),
             "must be at least 1".into(),
         );
+    }
+    let dispatch = &config.dispatch;
+    for (key, bad) in [
+        ("dispatch.retry_base_ms", dispatch.retry_base_ms == 0),
+        ("dispatch.max_retry_delay_seconds", dispatch.max_retry_delay_seconds == 0),
+        ("dispatch.max_attempts", dispatch.max_attempts == 0),
+        ("dispatch.max_age_seconds", dispatch.max_age_seconds == 0),
+        ("dispatch.lease_seconds", dispatch.lease_seconds < 5),
+        ("dispatch.batch", dispatch.batch == 0 || dispatch.batch > 4096),
+        ("webhooks.concurrency", config.webhooks.concurrency == 0),
+        ("webhooks.disable_after_hours", config.webhooks.disable_after_hours == 0),
+    ] {
+        if bad {
+            error(key.into(), "out of range; see deploy/switchboard.example.toml".into());
+        }
     }
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
         error(

@@ -3,7 +3,10 @@
 
 pub mod api;
 pub mod config;
+pub mod connectors;
+pub mod dispatch;
 pub mod metrics;
+pub mod rate;
 pub mod state;
 pub mod tenants;
 
@@ -25,8 +28,36 @@ use crate::tenants::Tenants;
 /// The name of the file holding the embedded default tenant's API key.
 pub const DEFAULT_KEY_FILE: &str = "api-key";
 
-/// Opens the store and builds everything the API needs.
+/// Opens the store and builds everything the gateway needs, with the channel adapters
+/// of this build (see [`adapters`]).
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let adapters = adapters(&config);
+    build_state_with(config, adapters).await
+}
+
+/// The channel adapters of this build, one per configured connector of a channel whose
+/// adapter exists: this is the one place adapters are registered. A configured
+/// connector without an adapter shows as `not_running` in `GET /v1/connectors`, and its
+/// messages wait in the outbox.
+pub fn adapters(_config: &Config) -> Vec<Arc<dyn switchboard_adapter::Adapter>> {
+    Vec::new()
+}
+
+/// Like [`build_state`], with the given adapters (tests bring their own).
+pub async fn build_state_with(
+    config: Config,
+    adapters: Vec<Arc<dyn switchboard_adapter::Adapter>>,
+) -> anyhow::Result<AppState> {
+    let mut connectors = config.connectors();
+    for adapter in &adapters {
+        if !connectors.iter().any(|c| c.name == adapter.name()) {
+            connectors.push(switchboard_router::ConnectorInfo::new(adapter.name(), adapter.channel()));
+        }
+    }
+    let routes = switchboard_router::RouteTable::new(&config.routes, &connectors).map_err(|errors| {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the route table is not valid: {}", text.join("; "))
+    })?;
     let store = Store::open(
         &config.database.url,
         StoreOptions {
@@ -52,22 +83,32 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         store,
         tenants: Arc::new(tenants),
         cursor_key: Arc::new(cursor_key),
+        routes: Arc::new(routes),
+        connectors: Arc::new(connectors::Connectors::new(adapters)),
         metrics: Arc::new(Metrics::new()),
         in_flight: Arc::new(Mutex::new(HashSet::new())),
     })
 }
 
-/// Serves the REST API on `listener` until `shutdown` completes, then drains the
-/// requests in flight.
+/// Runs the gateway (the REST API on `listener`, the dispatcher, the webhook worker)
+/// until `shutdown` completes; then stops taking requests, lets the sends in flight
+/// finish and record their outcomes, and returns.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, api::app(state))
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let dispatcher = dispatch::spawn(state.clone(), stopping.clone());
+    let http = axum::serve(listener, api::app(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("the HTTP server failed")
+        .context("the HTTP server failed");
+    let _ = stop.send(true);
+    if let Err(e) = dispatcher.await {
+        tracing::error!(error = %e, "the dispatcher failed");
+    }
+    http
 }
 
 /// The embedded default tenant's API key: read from `dir/api-key`, or made and saved

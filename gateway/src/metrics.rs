@@ -26,8 +26,19 @@ pub struct ChannelLabels {
     pub channel: &'static str,
 }
 
+/// Labels of a send attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// The connector.
+    pub connector: String,
+    /// `accepted`, `retry` or `failed`.
+    pub outcome: &'static str,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
+    attempts: Family<AttemptLabels, Counter>,
+    accept_to_sent: Histogram,
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<HttpLabels, Histogram>,
@@ -68,6 +79,20 @@ impl Metrics {
             "Messages accepted and stored, by channel",
             accepted.clone(),
         );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "dispatch_attempts",
+            "Send attempts by connector and outcome",
+            attempts.clone(),
+        );
+        let accept_to_sent = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+        ]);
+        registry.register(
+            "accept_to_sent_seconds",
+            "From acceptance to the next hop's acceptance",
+            accept_to_sent.clone(),
+        );
         let outbox_depth = Gauge::default();
         registry.register(
             "outbox_depth",
@@ -81,6 +106,8 @@ impl Metrics {
             store_commits.clone(),
         );
         Metrics {
+            attempts,
+            accept_to_sent,
             registry,
             http_requests,
             http_duration,
@@ -94,6 +121,33 @@ impl Metrics {
     pub fn http_request(&self, labels: HttpLabels, seconds: f64) {
         self.http_duration.get_or_create(&labels).observe(seconds);
         self.http_requests.get_or_create(&labels).inc();
+    }
+
+    /// Records one send attempt and, when the next hop took it, how long that took
+    /// from acceptance.
+    pub fn dispatch_attempt(
+        &self,
+        connector: &str,
+        result: &switchboard_store::AttemptResult,
+        message: &switchboard_model::Message,
+    ) {
+        use switchboard_store::AttemptResult;
+        let outcome = match result {
+            AttemptResult::Accepted { .. } => {
+                let waited = (chrono::Utc::now() - message.created_at).num_microseconds();
+                self.accept_to_sent
+                    .observe(waited.unwrap_or_default().max(0) as f64 / 1e6);
+                "accepted"
+            }
+            AttemptResult::Retry { .. } => "retry",
+            AttemptResult::Failed { .. } => "failed",
+        };
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                connector: connector.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Records one accepted message.

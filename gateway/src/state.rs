@@ -7,6 +7,8 @@ use switchboard_store::Store;
 
 use crate::api::cursor::CursorKey;
 use crate::config::Config;
+use crate::connectors::Connectors;
+use switchboard_router::RouteTable;
 use crate::metrics::Metrics;
 use crate::tenants::Tenants;
 
@@ -23,6 +25,10 @@ pub struct AppState {
     pub cursor_key: Arc<CursorKey>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The route table in force.
+    pub routes: Arc<RouteTable>,
+    /// The running connectors.
+    pub connectors: Arc<Connectors>,
     /// `Idempotency-Key`s whose first request is still being handled (tenant, key).
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
 }

@@ -12,11 +12,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use switchboard_model::{Message, MessageId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::listing::{Bind, ListQuery};
 use crate::rows::{EventRow, MessageRow};
-use crate::writer::{self, CancelOutcome, InsertOutcome, NewMessage, WriteOp};
+use crate::writer::{
+    self, AttemptResult, CancelOutcome, Claim, Claimed, InsertOutcome, NewMessage, Report,
+    ReportOutcome, WriteOp,
+};
 use crate::{StoreError, StoreOptions};
 
 /// The pools of one backend.
@@ -38,17 +41,18 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-struct Inner {
-    pool: Pool,
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
     writes: mpsc::Sender<WriteOp>,
     commits: Arc<AtomicU64>,
+    changes: Arc<Notify>,
 }
 
 /// Durable storage: messages, their events, idempotency keys and the outbox.
 /// Cheap to clone; all clones share one pool and one writer.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Store {
@@ -85,12 +89,21 @@ impl Store {
         };
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
         let commits = Arc::new(AtomicU64::new(0));
-        start_writer(writer_connect, queue, options.max_batch.max(1), commits.clone()).await?;
+        let changes = Arc::new(Notify::new());
+        start_writer(
+            writer_connect,
+            queue,
+            options.max_batch.max(1),
+            commits.clone(),
+            changes.clone(),
+        )
+        .await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 pool,
                 writes,
                 commits,
+                changes,
             }),
         })
     }
@@ -101,6 +114,50 @@ impl Store {
             Pool::Sqlite(_) => "sqlite",
             Pool::Postgres(_) => "postgres",
         }
+    }
+
+    /// Takes due outbound work (see [`Claim`]): messages routed and marked `sending`
+    /// under a lease, in one transaction.
+    pub async fn claim(&self, claim: Claim) -> Result<Vec<Claimed>, StoreError> {
+        self.write(|reply| WriteOp::Claim(Box::new(claim), reply)).await
+    }
+
+    /// Records what became of an attempt to send message `id` through `connector`.
+    pub async fn record_outcome(
+        &self,
+        id: &str,
+        connector: &str,
+        result: AttemptResult,
+    ) -> Result<(), StoreError> {
+        let (id, connector) = (id.to_owned(), connector.to_owned());
+        self.write(|reply| WriteOp::Outcome {
+            id,
+            connector,
+            result,
+            reply,
+        })
+        .await
+    }
+
+    /// Applies a delivery report from the far side, or keeps it until the message it
+    /// refers to is known.
+    pub async fn report(&self, report: Report) -> Result<ReportOutcome, StoreError> {
+        self.write(|reply| WriteOp::Report(Box::new(report), reply)).await
+    }
+
+    /// Notified after every commit of the writer: workers wait on it instead of polling.
+    pub fn changes(&self) -> Arc<Notify> {
+        self.inner.changes.clone()
+    }
+
+    /// The earliest time some outbox row falls due, in microseconds since the epoch.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let (due,): (Option<i64>,) = on_pool!(&self.inner.pool, pool => {
+            sqlx::query_as("SELECT MIN(COALESCE(lease_until, due_at)) FROM outbox")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(due)
     }
 
     /// Transactions the writer has committed since the store opened.
@@ -255,6 +312,7 @@ async fn start_writer(
     queue: mpsc::Receiver<WriteOp>,
     max_batch: usize,
     commits: Arc<AtomicU64>,
+    changes: Arc<Notify>,
 ) -> Result<(), StoreError> {
     let (ready, started) = oneshot::channel();
     std::thread::Builder::new()
@@ -285,7 +343,7 @@ async fn start_writer(
                 match pool {
                     Ok(pool) => {
                         let _ = ready.send(Ok(()));
-                        writer::run(pool, queue, max_batch, commits).await;
+                        writer::run(pool, queue, max_batch, commits, changes).await;
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e.into()));

@@ -17,7 +17,10 @@ pub use backend::Store;
 pub use error::StoreError;
 pub use listing::ListQuery;
 pub use time::{from_micros, to_micros};
-pub use writer::{CancelOutcome, IdempotencyKey, InsertOutcome, NewMessage};
+pub use writer::{
+    AttemptResult, CancelOutcome, Claim, Claimed, Decide, Dispatch, IdempotencyKey, InsertOutcome,
+    NewMessage, Report, ReportOutcome,
+};
 
 /// Tuning for [`Store::open`].
 #[derive(Debug, Clone)]

@@ -36,6 +36,8 @@ pub(crate) struct MessageRow {
     pub updated_at: i64,
     pub send_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// The failover step the message is on (0: its first destination).
+    pub failover_step: i64,
 }
 
 /// A `message_events` row.

@@ -13,6 +13,8 @@
 //!
 //! Storage of subscriptions and attempts and the worker loop live elsewhere.
 
+#![warn(missing_docs)]
+
 pub mod payload;
 pub mod schedule;
 pub mod secret;

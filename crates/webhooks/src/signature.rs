@@ -109,6 +109,7 @@ pub fn headers(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -143,7 +144,10 @@ mod tests {
 
     #[test]
     fn verify_good() {
-        assert_eq!(verify(&secret(), MSG_ID, TS, BODY, EXPECTED, TS, 300), Ok(()));
+        assert_eq!(
+            verify(&secret(), MSG_ID, TS, BODY, EXPECTED, TS, 300),
+            Ok(())
+        );
         // Within the tolerance on both sides.
         assert_eq!(
             verify(&secret(), MSG_ID, TS, BODY, EXPECTED, TS + 300, 300),
@@ -209,9 +213,15 @@ mod tests {
     fn verify_multiple_signatures() {
         let other = sign(&Secret::generate(), MSG_ID, TS, BODY);
         let header = format!("v1,bm90IGEgc2lnbmF0dXJl {other} v2,abc {EXPECTED}");
-        assert_eq!(verify(&secret(), MSG_ID, TS, BODY, &header, TS, 300), Ok(()));
+        assert_eq!(
+            verify(&secret(), MSG_ID, TS, BODY, &header, TS, 300),
+            Ok(())
+        );
         let header = format!("{EXPECTED} {other}");
-        assert_eq!(verify(&secret(), MSG_ID, TS, BODY, &header, TS, 300), Ok(()));
+        assert_eq!(
+            verify(&secret(), MSG_ID, TS, BODY, &header, TS, 300),
+            Ok(())
+        );
         let header = format!("{other} v1,!!notbase64");
         assert_eq!(
             verify(&secret(), MSG_ID, TS, BODY, &header, TS, 300),

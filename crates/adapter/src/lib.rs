@@ -1,0 +1,132 @@
+//! The one interface between the core and a channel adapter (DESIGN.md section 2).
+//!
+//! An adapter sends outbound messages with [`Adapter::send`], which reports a typed
+//! [`SendOutcome`], and tells the core what the far side later says about them (delivery
+//! reports) through the [`Reports`] handle it is given. The core, the router and the
+//! dispatcher see only this trait; a channel is one crate in `adapters/` and one line
+//! where the gateway registers adapters.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use switchboard_model::{Channel, Message, MessageStatus};
+
+/// A boxed future, so adapters can be held as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What became of one attempt to send a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The next hop took it (`sent`), or the far end confirmed it at once (`delivered`,
+    /// e.g. a SIP 200 from the user agent).
+    Accepted {
+        /// The id the far side gave it; delivery reports refer to it.
+        upstream_id: Option<String>,
+        /// `Sent` or `Delivered`.
+        status: MessageStatus,
+        /// Channel details worth keeping on the message (a SIP Call-ID, ...).
+        metadata: Vec<(String, String)>,
+    },
+    /// It did not go now but may later: retried after the delay the adapter asks for,
+    /// or the dispatcher's backoff when it asks for none.
+    Transient {
+        /// The protocol's own code (an SMPP command_status, a SIP status, ...).
+        code: String,
+        /// Words for a human.
+        detail: String,
+        /// How long to wait, when the far side said (SIP Retry-After, ...).
+        retry_after: Option<Duration>,
+    },
+    /// It will never go this way: `failed` (or the next failover step).
+    Permanent {
+        /// The protocol's own code.
+        code: String,
+        /// Words for a human.
+        detail: String,
+    },
+}
+
+impl SendOutcome {
+    /// Sent, with the far side's id.
+    pub fn sent(upstream_id: impl Into<String>) -> SendOutcome {
+        SendOutcome::Accepted {
+            upstream_id: Some(upstream_id.into()),
+            status: MessageStatus::Sent,
+            metadata: Vec::new(),
+        }
+    }
+}
+
+/// What the far side said later about a message it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// The connector it came through.
+    pub connector: String,
+    /// The id the far side gave the message when it accepted it.
+    pub upstream_id: String,
+    /// `Delivered`, `Read`, `Undelivered` or `Expired`.
+    pub status: MessageStatus,
+    /// For `Undelivered` and `Expired`: the far side's code and words.
+    pub error: Option<(String, String)>,
+    /// When the far side says it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// The handle an adapter reports delivery reports through.
+pub trait Reports: Send + Sync {
+    /// Records a report. It is kept even when it arrives before the send outcome it
+    /// refers to was recorded, and applied then.
+    fn report(&self, report: StatusReport) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// The state of a connector, as `GET /v1/connectors` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorState {
+    /// Connected (bound) and able to send.
+    Bound,
+    /// Trying to connect.
+    Connecting,
+    /// Not connected; messages wait in the outbox.
+    Down,
+}
+
+impl ConnectorState {
+    /// `bound`, `connecting` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorState::Bound => "bound",
+            ConnectorState::Connecting => "connecting",
+            ConnectorState::Down => "down",
+        }
+    }
+}
+
+/// One connector of one channel: what the dispatcher sends through.
+pub trait Adapter: Send + Sync {
+    /// The connector's name (as routes name it).
+    fn name(&self) -> &str;
+
+    /// The channel it carries.
+    fn channel(&self) -> Channel;
+
+    /// Whether it can send now. While it cannot, its messages wait in the outbox.
+    fn state(&self) -> ConnectorState {
+        ConnectorState::Bound
+    }
+
+    /// Sends one message (its `to` is already the destination chosen by the router) and
+    /// says what became of it. Never panics on the far side's behaviour.
+    fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, SendOutcome>;
+
+    /// How many sends the dispatcher may have in flight on this connector at once.
+    fn concurrency(&self) -> usize {
+        64
+    }
+
+    /// At most this many sends a second (None: no limit).
+    fn max_per_second(&self) -> Option<u32> {
+        None
+    }
+}

@@ -1,0 +1,286 @@
+//! Outbound dispatch: workers take due messages from the durable outbox under a lease,
+//! route them, send them through their connector's adapter and record every outcome.
+//!
+//! The order of things makes a crash safe at any point: a message is marked `sending`
+//! (an event in its history, the attempt counted in the outbox) in the transaction that
+//! takes it, before the adapter sees it; if the gateway dies before the outcome is
+//! recorded, the lease runs out and the message is taken again, its history showing the
+//! interrupted attempt. On PostgreSQL several instances share the outbox
+//! (`FOR UPDATE SKIP LOCKED`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::Rng;
+use switchboard_adapter::{BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport};
+use switchboard_model::{Address, Direction, Message};
+use switchboard_router::{AddressBook, Decision, RouteRequest, RouteTable};
+use switchboard_store::{AttemptResult, Claim, Claimed, Dispatch, Report, Store};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::DispatchConfig;
+use crate::connectors::Connectors;
+use crate::state::AppState;
+use crate::tenants::Tenants;
+
+/// How long a message whose connector is not up waits before it is looked at again.
+const CONNECTOR_DOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest the dispatcher sleeps without looking at the outbox.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+impl AddressBook for Tenants {
+    fn owner(&self, address: &Address) -> Option<&str> {
+        Tenants::owner(self, address).map(|t| t.id.as_str())
+    }
+}
+
+/// Routes a due message: through a running connector, or why not.
+pub fn decide(routes: &RouteTable, tenants: &Tenants, connectors: &Connectors, message: &Message) -> Dispatch {
+    let to = match Address::parse_for(message.channel, &message.to) {
+        Ok(to) => to,
+        Err(e) => {
+            return Dispatch::Fail {
+                code: "invalid_address".into(),
+                detail: e.to_string(),
+            };
+        }
+    };
+    let from = message
+        .from
+        .as_deref()
+        .and_then(|f| Address::parse(f).ok());
+    let request = RouteRequest {
+        direction: Direction::Outbound,
+        tenant: &message.tenant,
+        from: from.as_ref(),
+        to: &to,
+        arrived_on: None,
+    };
+    match routes.decide(&request, tenants) {
+        Decision::Send { connector, to, .. } => match connectors.get(&connector) {
+            Some(c) if c.adapter.state() == ConnectorState::Bound => Dispatch::Send {
+                connector,
+                channel: to.channel(),
+                to: to.into_string(),
+            },
+            // Configured but down (or its adapter is not running): it waits.
+            _ => Dispatch::Wait(CONNECTOR_DOWN_WAIT),
+        },
+        Decision::Fail { code, detail } => Dispatch::Fail {
+            code: code.as_str().to_owned(),
+            detail,
+        },
+        Decision::Receive { .. } | Decision::Unknown { .. } => Dispatch::Fail {
+            code: "no_route".into(),
+            detail: format!("no connector sends to {}", message.to),
+        },
+    }
+}
+
+/// The delay before retry number `attempt` (1-based): `base` doubled per attempt, at
+/// most `max`, with ±20% jitter.
+pub fn backoff(config: &DispatchConfig, attempt: u32, jitter: f64) -> Duration {
+    let base = config.retry_base_ms as f64 / 1000.0;
+    let exp = base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+    let capped = exp.min(config.max_retry_delay_seconds as f64);
+    Duration::from_secs_f64((capped * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).max(0.0))
+}
+
+/// Turns an adapter's outcome into what the store records, applying the retry policy.
+pub fn attempt_result(config: &DispatchConfig, claimed: &Claimed, outcome: SendOutcome, jitter: f64) -> AttemptResult {
+    match outcome {
+        SendOutcome::Accepted {
+            upstream_id,
+            status,
+            metadata,
+        } => AttemptResult::Accepted {
+            upstream_id,
+            status,
+            metadata,
+        },
+        SendOutcome::Permanent { code, detail } => AttemptResult::Failed { code, detail },
+        SendOutcome::Transient {
+            code,
+            detail,
+            retry_after,
+        } => {
+            let now = Utc::now();
+            let age = (now - claimed.message.created_at).to_std().unwrap_or_default();
+            if claimed.attempt >= config.max_attempts {
+                return AttemptResult::Failed {
+                    code,
+                    detail: format!("{detail} (gave up after {} attempts)", claimed.attempt),
+                };
+            }
+            let wait = retry_after.unwrap_or_else(|| backoff(config, claimed.attempt, jitter));
+            if age + wait > Duration::from_secs(config.max_age_seconds) {
+                return AttemptResult::Failed {
+                    code,
+                    detail: format!("{detail} (gave up: no success within {} s)", config.max_age_seconds),
+                };
+            }
+            let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            AttemptResult::Retry { at, code, detail }
+        }
+    }
+}
+
+/// Delivery reports from adapters, into the store.
+pub struct StoreReports(pub Store);
+
+impl Reports for StoreReports {
+    fn report(&self, report: StatusReport) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .report(Report {
+                    connector: report.connector,
+                    upstream_id: report.upstream_id,
+                    status: report.status,
+                    error: report.error,
+                    at: report.at,
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Starts the dispatcher; it stops when `shutdown` turns true, after the sends in
+/// flight have finished and their outcomes are recorded.
+pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if state.connectors.is_empty() {
+            // No channel adapter runs: messages stay queued in the outbox until one does.
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            return;
+        }
+        let owner = format!("{}-{}", std::process::id(), uuid_like());
+        let config = state.config.dispatch.clone();
+        let decide = {
+            let (routes, tenants, connectors) = (state.routes.clone(), state.tenants.clone(), state.connectors.clone());
+            Arc::new(move |m: &Message| decide(&routes, &tenants, &connectors, m))
+        };
+        let changes = state.store.changes();
+        let mut in_flight = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            // Register for the next commit before looking, so none is missed.
+            let notified = changes.notified();
+            let claim = Claim {
+                owner: owner.clone(),
+                lease: Duration::from_secs(config.lease_seconds),
+                limit: config.batch,
+                channels: state.connectors.channels(),
+                decide: decide.clone(),
+            };
+            let claimed = match state.store.claim(claim).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot take work from the outbox");
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            let full = claimed.len() as u32 >= config.batch;
+            for claimed in claimed {
+                let state = state.clone();
+                let config = config.clone();
+                in_flight.spawn(async move { send(&state, &config, claimed).await });
+            }
+            while in_flight.try_join_next().is_some() {}
+            if full {
+                continue;
+            }
+            let wait = match state.store.next_due().await {
+                Ok(Some(due)) => {
+                    let now = Utc::now().timestamp_micros();
+                    Duration::from_micros(u64::try_from(due - now).unwrap_or(0)).min(IDLE_POLL)
+                }
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+    })
+}
+
+/// One attempt: within the connector's limits, send, then record the outcome.
+async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
+    let Some(name) = claimed.message.connector.clone() else {
+        return;
+    };
+    let Some(connector) = state.connectors.get(&name) else {
+        return;
+    };
+    let _permit = match connector.permits.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => return,
+    };
+    if let Some(rate) = &connector.rate {
+        while let Err(wait) = rate.take(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    connector.counters.attempts.fetch_add(1, Ordering::Relaxed);
+    let outcome = connector.adapter.send(&claimed.message).await;
+    let counter = match &outcome {
+        SendOutcome::Accepted { .. } => &connector.counters.accepted,
+        SendOutcome::Transient { .. } => &connector.counters.retried,
+        SendOutcome::Permanent { .. } => &connector.counters.failed,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let jitter = rand::rng().random_range(-1.0..=1.0);
+    let result = attempt_result(config, &claimed, outcome, jitter);
+    state.metrics.dispatch_attempt(&name, &result, &claimed.message);
+    let id = claimed.message.id.to_string();
+    // The outcome must be recorded; keep trying through a database hiccup. If the
+    // gateway stops first, the lease runs out and the message is taken again.
+    let mut delay = Duration::from_millis(100);
+    while let Err(e) = state.store.record_outcome(&id, &name, result.clone()).await {
+        tracing::error!(error = %e, %id, "cannot record a send outcome; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A short random tag to tell dispatcher instances apart in leases.
+fn uuid_like() -> String {
+    let n: u64 = rand::random();
+    format!("{n:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let config = DispatchConfig {
+            retry_base_ms: 1000,
+            max_retry_delay_seconds: 10,
+            ..DispatchConfig::default()
+        };
+        let secs = |attempt, jitter| backoff(&config, attempt, jitter).as_secs_f64();
+        assert_eq!(secs(1, 0.0), 1.0);
+        assert_eq!(secs(2, 0.0), 2.0);
+        assert_eq!(secs(4, 0.0), 8.0);
+        assert_eq!(secs(5, 0.0), 10.0);
+        assert_eq!(secs(50, 0.0), 10.0);
+        assert!((secs(1, 1.0) - 1.2).abs() < 1e-9);
+        assert!((secs(1, -1.0) - 0.8).abs() < 1e-9);
+    }
+}
