@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod connectors;
 pub mod cursor;
 pub mod messages;
 pub mod problem;
@@ -34,6 +35,8 @@ use problem::ApiError;
         messages::list,
         messages::get,
         messages::cancel,
+        connectors::list,
+        connectors::routes,
         system::healthz,
         system::readyz,
         system::metrics,
@@ -42,6 +45,7 @@ use problem::ApiError;
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Send, read, list and cancel messages"),
+        (name = "connectors", description = "Connectors and the route table"),
         (name = "system", description = "Health, readiness and metrics"),
     )
 )]
@@ -77,6 +81,8 @@ pub fn app(state: AppState) -> Router {
             "/v1/messages/{id}",
             get(messages::get).delete(messages::cancel),
         )
+        .route("/v1/connectors", get(connectors::list))
+        .route("/v1/routes", get(connectors::routes))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

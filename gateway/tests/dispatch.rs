@@ -1,0 +1,501 @@
+//! Outbound dispatch through the adapter interface, with adapters defined here (the
+//! gateway ships none of these): retries, permanent failures, delivery reports that
+//! come early, failover, expiry, scheduling, cancel, routing and connector limits.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use switchboard::dispatch::StoreReports;
+use switchboard::state::AppState;
+use switchboard_adapter::{
+    Adapter, BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport,
+};
+use switchboard_model::{Channel, Message, MessageStatus};
+use tower::ServiceExt;
+
+const KEY: &str = "sk_dispatch_test";
+
+/// What a test adapter answers, in turn; when the script runs out, `sent`.
+#[derive(Clone)]
+enum Step {
+    Sent,
+    Delivered,
+    Transient,
+    Permanent(&'static str),
+    /// Report `delivered` for the upstream id before answering (the report wins the race).
+    ReportFirst,
+    /// Never answer (a send that hangs).
+    Hang,
+}
+
+struct TestAdapter {
+    name: &'static str,
+    channel: Channel,
+    script: Mutex<VecDeque<Step>>,
+    sent: Mutex<Vec<Message>>,
+    up: std::sync::atomic::AtomicBool,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    concurrency: usize,
+    reports: Mutex<Option<Arc<dyn Reports>>>,
+    counter: AtomicUsize,
+}
+
+impl TestAdapter {
+    fn new(name: &'static str, channel: Channel, script: Vec<Step>) -> Arc<TestAdapter> {
+        Arc::new(TestAdapter {
+            name,
+            channel,
+            script: Mutex::new(script.into()),
+            sent: Mutex::new(Vec::new()),
+            up: std::sync::atomic::AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            concurrency: 64,
+            reports: Mutex::new(None),
+            counter: AtomicUsize::new(0),
+        })
+    }
+
+    fn sent_to(&self) -> Vec<String> {
+        self.sent.lock().expect("lock").iter().map(|m| m.to.clone()).collect()
+    }
+}
+
+impl Adapter for TestAdapter {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    fn state(&self) -> ConnectorState {
+        if self.up.load(Ordering::SeqCst) {
+            ConnectorState::Bound
+        } else {
+            ConnectorState::Down
+        }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let step = self.script.lock().expect("lock").pop_front().unwrap_or(Step::Sent);
+            let upstream = format!("{}-{}", self.name, self.counter.fetch_add(1, Ordering::SeqCst));
+            // Let other sends overlap, to measure concurrency.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let outcome = match step {
+                Step::Sent => SendOutcome::sent(upstream),
+                Step::Delivered => SendOutcome::Accepted {
+                    upstream_id: Some(upstream),
+                    status: MessageStatus::Delivered,
+                    metadata: vec![("call_id".into(), "abc@test".into())],
+                },
+                Step::Transient => SendOutcome::Transient {
+                    code: "busy".into(),
+                    detail: "try later".into(),
+                    retry_after: Some(Duration::from_millis(20)),
+                },
+                Step::Permanent(code) => SendOutcome::Permanent {
+                    code: code.into(),
+                    detail: "refused by the far side".into(),
+                },
+                Step::ReportFirst => {
+                    let reports = self.reports.lock().expect("lock").clone().expect("reports");
+                    reports
+                        .report(StatusReport {
+                            connector: self.name.into(),
+                            upstream_id: upstream.clone(),
+                            status: MessageStatus::Delivered,
+                            error: None,
+                            at: chrono::Utc::now(),
+                        })
+                        .await
+                        .expect("report kept");
+                    SendOutcome::sent(upstream)
+                }
+                Step::Hang => std::future::pending().await,
+            };
+            self.sent.lock().expect("lock").push(message.clone());
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            outcome
+        })
+    }
+}
+
+struct Gateway {
+    state: AppState,
+    stop: tokio::sync::watch::Sender<bool>,
+    dispatcher: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn gateway_at(url: &str, extra: &str, adapters: Vec<Arc<TestAdapter>>, dir: Option<tempfile::TempDir>) -> Gateway {
+    let toml = format!(
+        r#"
+[database]
+url = "{url}"
+[dispatch]
+retry_base_ms = 10
+max_attempts = 4
+lease_seconds = 5
+[[tenants]]
+id = "acme"
+api_keys = ["{KEY}"]
+{extra}
+"#
+    );
+    let config = switchboard::config::parse(&toml, []).expect("config");
+    let dyn_adapters: Vec<Arc<dyn Adapter>> = adapters.iter().map(|a| a.clone() as Arc<dyn Adapter>).collect();
+    let state = switchboard::build_state_with(config, dyn_adapters).await.expect("state");
+    let reports: Arc<dyn Reports> = Arc::new(StoreReports(state.store.clone()));
+    for adapter in &adapters {
+        *adapter.reports.lock().expect("lock") = Some(reports.clone());
+    }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let dispatcher = Some(switchboard::dispatch::spawn(state.clone(), stopping));
+    Gateway { state, stop, dispatcher, _dir: dir }
+}
+
+async fn gateway(extra: &str, adapters: Vec<Arc<TestAdapter>>) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    gateway_at(&url, extra, adapters, Some(dir)).await
+}
+
+impl Gateway {
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = switchboard::api::app(self.state.clone()).oneshot(request).await.expect("call");
+        let status = response.status();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn send(&self, body: Value) -> String {
+        let request = Request::post("/v1/messages")
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let (status, message) = self.call(request).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{message}");
+        message["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn get(&self, uri: &str) -> Value {
+        let request = Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+            .body(Body::empty())
+            .expect("request");
+        self.call(request).await.1
+    }
+
+    /// Waits (on store commits, with a deadline) until the message has `status`.
+    async fn until(&self, id: &str, status: &str) -> Value {
+        let changes = self.state.store.changes();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = changes.notified();
+            let message = self.get(&format!("/v1/messages/{id}")).await;
+            if message["status"] == status {
+                return message;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "still {} instead of {status}: {message:#}", message["status"]);
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(d) = self.dispatcher.take() {
+            d.await.expect("dispatcher");
+        }
+    }
+}
+
+fn statuses(message: &Value) -> Vec<String> {
+    message["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sent_then_delivered_by_report() {
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Sent]);
+    let gw = gateway("", vec![sms.clone()]).await;
+    let id = gw.send(json!({"to": "+14155550100", "text": "hi"})).await;
+    let sent = gw.until(&id, "sent").await;
+    assert_eq!(sent["connector"], "upstream-a");
+    assert_eq!(sent["upstream_id"], "upstream-a-0");
+    StoreReports(gw.state.store.clone())
+        .report(StatusReport {
+            connector: "upstream-a".into(),
+            upstream_id: "upstream-a-0".into(),
+            status: MessageStatus::Delivered,
+            error: None,
+            at: chrono::Utc::now(),
+        })
+        .await
+        .expect("report");
+    let delivered = gw.until(&id, "delivered").await;
+    assert_eq!(statuses(&delivered), ["queued", "sending", "sent", "delivered"]);
+    assert_eq!(sms.sent_to(), ["+14155550100"]);
+    // A duplicate report changes nothing.
+    let again = gw.state.store.report(switchboard_store::Report {
+        connector: "upstream-a".into(),
+        upstream_id: "upstream-a-0".into(),
+        status: MessageStatus::Delivered,
+        error: None,
+        at: chrono::Utc::now(),
+    }).await.expect("report");
+    assert!(matches!(again, switchboard_store::ReportOutcome::Ignored(_)), "{again:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_sent() {
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Transient, Step::Transient, Step::Delivered]);
+    let gw = gateway("", vec![sms.clone()]).await;
+    let id = gw.send(json!({"to": "+14155550100", "text": "hi"})).await;
+    let done = gw.until(&id, "delivered").await;
+    assert_eq!(
+        statuses(&done),
+        ["queued", "sending", "queued", "sending", "queued", "sending", "delivered"]
+    );
+    assert_eq!(done["metadata"]["call_id"], "abc@test");
+    assert!(done["events"][2]["detail"].as_str().unwrap_or_default().contains("busy"), "{done:#}");
+    assert_eq!(sms.sent.lock().expect("lock").len(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_failure_and_retries_exhausted_fail() {
+    let sms = TestAdapter::new(
+        "upstream-a",
+        Channel::Sms,
+        vec![Step::Permanent("0x0000000B"), Step::Transient, Step::Transient, Step::Transient, Step::Transient],
+    );
+    let gw = gateway("", vec![sms.clone()]).await;
+    let first = gw.send(json!({"to": "+14155550100", "text": "a"})).await;
+    let failed = gw.until(&first, "failed").await;
+    assert_eq!(failed["error"]["code"], "0x0000000B");
+    let second = gw.send(json!({"to": "+14155550101", "text": "b"})).await;
+    let exhausted = gw.until(&second, "failed").await;
+    assert_eq!(exhausted["error"]["code"], "busy");
+    assert!(exhausted["error"]["detail"].as_str().unwrap_or_default().contains("gave up after 4 attempts"), "{exhausted:#}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_report_before_the_outcome_is_kept_and_applied() {
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::ReportFirst]);
+    let gw = gateway("", vec![sms.clone()]).await;
+    let id = gw.send(json!({"to": "+14155550100", "text": "race"})).await;
+    let delivered = gw.until(&id, "delivered").await;
+    assert_eq!(statuses(&delivered), ["queued", "sending", "sent", "delivered"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn failover_on_failure_and_on_timeout() {
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Permanent("rejected"), Step::Sent]);
+    let xmpp = TestAdapter::new("xmpp", Channel::Xmpp, vec![Step::Sent, Step::Sent]);
+    let gw = gateway("", vec![sms.clone(), xmpp.clone()]).await;
+
+    // Fails on SMS, moves on to XMPP.
+    let id = gw
+        .send(json!({"to": "+14155550100", "text": "x", "failover": [{"to": "xmpp:alice@example.org", "after_seconds": 60}]}))
+        .await;
+    let sent = gw.until(&id, "sent").await;
+    assert_eq!(sent["to"], "xmpp:alice@example.org");
+    assert_eq!(sent["channel"], "xmpp");
+    assert_eq!(statuses(&sent), ["queued", "sending", "failed", "queued", "sending", "sent"]);
+
+    // Sent on SMS but not delivered within a second: on to XMPP.
+    let id = gw
+        .send(json!({"to": "+14155550102", "text": "y", "failover": [{"to": "xmpp:bob@example.org", "after_seconds": 1}]}))
+        .await;
+    gw.until(&id, "sent").await;
+    let moved = gw.until(&id, "queued").await;
+    assert!(statuses(&moved).contains(&"undelivered".to_owned()), "{moved:#}");
+    let sent = gw.until(&id, "sent").await;
+    assert_eq!(sent["to"], "xmpp:bob@example.org");
+    assert_eq!(xmpp.sent_to(), ["xmpp:alice@example.org", "xmpp:bob@example.org"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn validity_expires_while_the_connector_is_down() {
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    sms.up.store(false, Ordering::SeqCst);
+    let gw = gateway("", vec![sms.clone()]).await;
+    let id = gw.send(json!({"to": "+14155550100", "text": "x", "validity_seconds": 1})).await;
+    let expired = gw.until(&id, "expired").await;
+    assert_eq!(expired["error"]["code"], "expired");
+    assert!(sms.sent_to().is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn scheduled_and_canceled_messages() {
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    sms.up.store(false, Ordering::SeqCst);
+    let gw = gateway("", vec![sms.clone()]).await;
+    // Queued while the connector is down, then canceled: never sent.
+    let canceled = gw.send(json!({"to": "+14155550100", "text": "never"})).await;
+    let request = Request::delete(format!("/v1/messages/{canceled}"))
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(gw.call(request).await.0, StatusCode::OK);
+    // Scheduled: not sent before its time.
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let scheduled = gw.send(json!({"to": "+14155550101", "text": "later", "send_at": at.to_rfc3339()})).await;
+    sms.up.store(true, Ordering::SeqCst);
+    let sent = gw.until(&scheduled, "sent").await;
+    let sending_at: chrono::DateTime<chrono::Utc> =
+        sent["events"][1]["at"].as_str().expect("at").parse().expect("time");
+    assert!(sending_at >= at, "sent at {sending_at}, scheduled for {at}");
+    assert_eq!(sms.sent_to(), ["+14155550101"]);
+    assert_eq!(gw.get(&format!("/v1/messages/{canceled}")).await["status"], "canceled");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn routing_decides_the_connector_or_fails_with_no_route() {
+    let a = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    let b = TestAdapter::new("upstream-b", Channel::Sms, vec![]);
+    // The two SMS connectors are configured (the test adapters stand in for them), and
+    // one route chooses between them.
+    let routes = r#"
+[[smpp.connectors]]
+name = "upstream-a"
+address = "127.0.0.1:1"
+system_id = "a"
+password = "a"
+tenant = "acme"
+
+[[smpp.connectors]]
+name = "upstream-b"
+address = "127.0.0.1:1"
+system_id = "b"
+password = "b"
+tenant = "acme"
+
+[[routes]]
+match = { to = "+1555*" }
+connector = "upstream-b"
+"#;
+    let gw = gateway(routes, vec![a.clone(), b.clone()]).await;
+    let routed = gw.send(json!({"to": "+15550001234", "text": "x"})).await;
+    assert_eq!(gw.until(&routed, "sent").await["connector"], "upstream-b");
+    // Two SMS connectors and no route for this number: no_route.
+    let lost = gw.send(json!({"to": "+442079460958", "text": "x"})).await;
+    let failed = gw.until(&lost, "failed").await;
+    assert_eq!(failed["error"]["code"], "no_route");
+    let connectors = gw.get("/v1/connectors").await;
+    let names: Vec<_> = connectors["data"].as_array().expect("data").iter().map(|c| c["name"].clone()).collect();
+    assert_eq!(names, [json!("upstream-a"), json!("upstream-b")]);
+    assert_eq!(connectors["data"][1]["accepted"], 1);
+    let table = gw.get("/v1/routes").await;
+    assert_eq!(table["data"][0]["connector"], "upstream-b");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_connector_never_has_more_in_flight_than_its_concurrency() {
+    let mut adapter = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    Arc::get_mut(&mut adapter).expect("unique").concurrency = 3;
+    let gw = gateway("", vec![adapter.clone()]).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(gw.send(json!({"to": format!("+1415555{i:04}"), "text": "x"})).await);
+    }
+    for id in &ids {
+        gw.until(id, "sent").await;
+    }
+    assert_eq!(adapter.sent.lock().expect("lock").len(), 30);
+    let max = adapter.max_in_flight.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&max), "{max} sends in flight at once");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_attempt_is_taken_again_after_its_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    // The first gateway's send hangs: it dies (is dropped) without an outcome.
+    let hang = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Hang]);
+    let first = gateway_at(&url, "", vec![hang.clone()], None).await;
+    let id = first.send(json!({"to": "+14155550100", "text": "x"})).await;
+    first.until(&id, "sending").await;
+    if let Some(d) = &first.dispatcher {
+        d.abort();
+    }
+    drop(first);
+    // A second gateway on the same database takes it once the 5 s lease has run out.
+    let ok = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Sent]);
+    let second = gateway_at(&url, "", vec![ok.clone()], Some(dir)).await;
+    let sent = second.until(&id, "sent").await;
+    assert_eq!(statuses(&sent), ["queued", "sending", "sending", "sent"]);
+    assert!(sent["events"][2]["detail"].as_str().unwrap_or_default().contains("interrupted"), "{sent:#}");
+    assert_eq!(ok.sent_to(), ["+14155550100"]);
+    second.stop().await;
+}
+
+/// The same dispatch path on PostgreSQL (leases with `FOR UPDATE SKIP LOCKED`), when
+/// `TEST_DATABASE_URL` points at one.
+#[tokio::test]
+async fn postgres_dispatch_retries_fails_over_and_applies_reports() {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL run skipped");
+        return;
+    };
+    let schema = format!("dispatch_{}", uuid_hex());
+    let admin = sqlx::PgPool::connect(&base).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .expect("schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Transient, Step::ReportFirst, Step::Permanent("gone")]);
+    let xmpp = TestAdapter::new("xmpp", Channel::Xmpp, vec![]);
+    let gw = gateway_at(&url, "", vec![sms.clone(), xmpp.clone()], None).await;
+    let first = gw.send(json!({"to": "+14155550100", "text": "a"})).await;
+    let delivered = gw.until(&first, "delivered").await;
+    assert_eq!(statuses(&delivered), ["queued", "sending", "queued", "sending", "sent", "delivered"]);
+    let second = gw
+        .send(json!({"to": "+14155550101", "text": "b", "failover": [{"to": "xmpp:carol@example.org", "after_seconds": 30}]}))
+        .await;
+    let sent = gw.until(&second, "sent").await;
+    assert_eq!(sent["to"], "xmpp:carol@example.org");
+    gw.stop().await;
+}
+
+fn uuid_hex() -> String {
+    format!("{:016x}{:08x}", rand_u64(), std::process::id())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or_default());
+    h.finish()
+}
