@@ -1,13 +1,13 @@
 //! The connectors the gateway sends through: the registered adapters, their limits and
 //! their counters.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use switchboard_adapter::Adapter;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
 
 use crate::rate::TokenBucket;
@@ -61,6 +61,9 @@ pub struct ConnectorView {
 #[derive(Default)]
 pub struct Connectors {
     by_name: BTreeMap<String, Connector>,
+    /// Send slots taken by the router for messages it marked `sending`, until their send
+    /// task takes them over.
+    held: Mutex<HashMap<String, OwnedSemaphorePermit>>,
 }
 
 impl Connectors {
@@ -78,7 +81,25 @@ impl Connectors {
                 (connector.adapter.name().to_owned(), connector)
             })
             .collect();
-        Connectors { by_name }
+        Connectors {
+            by_name,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps the send slot taken for message `id`.
+    pub fn hold(&self, id: String, permit: OwnedSemaphorePermit) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(id, permit);
+    }
+
+    /// The send slot taken for message `id`, if any.
+    pub fn take_held(&self, id: &str) -> Option<OwnedSemaphorePermit> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+    }
+
+    /// Send slots free now, over all connectors.
+    pub fn free_slots(&self) -> usize {
+        self.iter().map(|c| c.permits.available_permits()).sum()
     }
 
     /// The connector called `name`.

@@ -29,6 +29,10 @@ use crate::tenants::Tenants;
 /// How long a message whose connector is not up waits before it is looked at again.
 const CONNECTOR_DOWN_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a message whose connector has no free send slot waits before it is looked
+/// at again (rare: the dispatcher takes no more than the free slots).
+const CONNECTOR_BUSY_WAIT: Duration = Duration::from_millis(20);
+
 /// The longest the dispatcher sleeps without looking at the outbox.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -62,11 +66,21 @@ pub fn decide(routes: &RouteTable, tenants: &Tenants, connectors: &Connectors, m
     };
     match routes.decide(&request, tenants) {
         Decision::Send { connector, to, .. } => match connectors.get(&connector) {
-            Some(c) if c.adapter.state() == ConnectorState::Bound => Dispatch::Send {
-                connector,
-                channel: to.channel(),
-                to: to.into_string(),
-            },
+            Some(c) if c.adapter.state() == ConnectorState::Bound => {
+                // Take one of the connector's send slots now, so that a message is
+                // marked `sending` only when it can go at once.
+                match c.permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        connectors.hold(message.id.to_string(), permit);
+                        Dispatch::Send {
+                            connector,
+                            channel: to.channel(),
+                            to: to.into_string(),
+                        }
+                    }
+                    Err(_) => Dispatch::Wait(CONNECTOR_BUSY_WAIT),
+                }
+            }
             // Configured but down (or its adapter is not running): it waits.
             _ => Dispatch::Wait(CONNECTOR_DOWN_WAIT),
         },
@@ -173,10 +187,21 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
             }
             // Register for the next commit before looking, so none is missed.
             let notified = changes.notified();
+            // No more than the connectors can start now: what is taken is `sending`.
+            let free = state.connectors.free_slots().min(config.batch as usize) as u32;
+            if free == 0 {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                while in_flight.try_join_next().is_some() {}
+                continue;
+            }
             let claim = Claim {
                 owner: owner.clone(),
                 lease: Duration::from_secs(config.lease_seconds),
-                limit: config.batch,
+                limit: free,
                 channels: state.connectors.channels(),
                 decide: decide.clone(),
             };
@@ -191,7 +216,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
                     continue;
                 }
             };
-            let full = claimed.len() as u32 >= config.batch;
+            let full = claimed.len() as u32 >= free;
             for claimed in claimed {
                 let state = state.clone();
                 let config = config.clone();
@@ -226,9 +251,13 @@ async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
     let Some(connector) = state.connectors.get(&name) else {
         return;
     };
-    let _permit = match connector.permits.clone().acquire_owned().await {
-        Ok(permit) => permit,
-        Err(_) => return,
+    let id = claimed.message.id.to_string();
+    let _permit = match state.connectors.take_held(&id) {
+        Some(permit) => permit,
+        None => match connector.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return,
+        },
     };
     if let Some(rate) = &connector.rate {
         while let Err(wait) = rate.take(Instant::now()) {
@@ -246,7 +275,6 @@ async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
     let jitter = rand::rng().random_range(-1.0..=1.0);
     let result = attempt_result(config, &claimed, outcome, jitter);
     state.metrics.dispatch_attempt(&name, &result, &claimed.message);
-    let id = claimed.message.id.to_string();
     // The outcome must be recorded; keep trying through a database hiccup. If the
     // gateway stops first, the lease runs out and the message is taken again.
     let mut delay = Duration::from_millis(100);
