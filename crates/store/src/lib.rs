@@ -11,6 +11,7 @@ mod error;
 mod listing;
 mod rows;
 mod time;
+mod work;
 mod writer;
 
 pub use backend::Store;

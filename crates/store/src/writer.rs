@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
-use switchboard_model::{Channel, ErrorInfo, Message, MessageStatus};
+use switchboard_model::{Channel, Message, MessageStatus};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::StoreError;
 use crate::backend::{Pool, on_pool};
 use crate::rows::{MessageRow, to_json};
-use crate::time::{from_micros, to_micros};
+use crate::work::{EarlyReport, Loaded, OutboxOp, Work};
+use crate::time::to_micros;
 
 /// A message to store.
 #[derive(Debug, Clone)]
@@ -264,7 +265,7 @@ pub(crate) struct EventRecord {
 }
 
 impl EventRecord {
-    fn new(message: &Message, status: MessageStatus, at: i64, detail: Option<String>) -> Self {
+    pub(crate) fn new(message: &Message, status: MessageStatus, at: i64, detail: Option<String>) -> Self {
         EventRecord {
             message_id: message.id.to_string(),
             tenant: message.tenant.clone(),
@@ -285,72 +286,6 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 64;
 /// Prepared statements the writer's connection keeps: every multi-row shape of the
 /// insert statements, and the rest.
 pub(crate) const STATEMENT_CACHE: usize = ROWS_PER_STATEMENT * 6 + 64;
-
-/// A message read inside a transaction, with the failover step it is on.
-struct Loaded {
-    message: Message,
-    step: usize,
-}
-
-/// Moves `loaded` to `status`, recording the event; false (and nothing changes) when
-/// the lifecycle does not allow it.
-fn change(
-    loaded: &mut Loaded,
-    status: MessageStatus,
-    at: i64,
-    detail: Option<String>,
-    events: &mut Vec<EventRecord>,
-) -> bool {
-    let message = &mut loaded.message;
-    if !message.status.can_become(status) {
-        tracing::debug!(id = %message.id, from = %message.status, to = %status, "status change refused");
-        return false;
-    }
-    message.status = status;
-    message.updated_at = from_micros(at);
-    events.push(EventRecord::new(message, status, at, detail));
-    true
-}
-
-/// After a failure (`failed`, `undelivered`, `expired`) of the step in flight: on to the
-/// next failover step if there is one (back to `queued`, due now), else the message
-/// keeps the failure. Returns whether it failed over.
-fn fail_or_failover(
-    loaded: &mut Loaded,
-    status: MessageStatus,
-    code: &str,
-    detail: &str,
-    at: i64,
-    events: &mut Vec<EventRecord>,
-) -> bool {
-    if !change(loaded, status, at, Some(format!("{code}: {detail}")), events) {
-        return false;
-    }
-    loaded.message.error = Some(ErrorInfo {
-        code: code.to_owned(),
-        detail: detail.to_owned(),
-    });
-    let Some(next) = loaded.message.failover.get(loaded.step).cloned() else {
-        return false;
-    };
-    loaded.step += 1;
-    let note = format!(
-        "failover to step {} of {}: {}",
-        loaded.step + 1,
-        loaded.message.failover.len() + 1,
-        next.to
-    );
-    if change(loaded, MessageStatus::Queued, at, Some(note), events) {
-        let m = &mut loaded.message;
-        m.to = next.to;
-        m.channel = next.channel;
-        m.connector = None;
-        m.upstream_id = None;
-        true
-    } else {
-        false
-    }
-}
 
 pub(crate) async fn run(
     pool: Pool,
@@ -445,15 +380,13 @@ pub(crate) async fn run(
             } else {
                 async {
                     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                    let mut inserts: Vec<Box<NewMessage>> = Vec::new();
-                    let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
-                    let mut events: Vec<EventRecord> = Vec::new();
                     let now = to_micros(Utc::now());
+                    let mut work = Work::default();
+                    let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
+                    // Inserts first: what follows in the batch may refer to them.
+                    let mut inserts: Vec<Box<NewMessage>> = Vec::new();
+                    let mut rest = Vec::new();
                     while let Some(op) = todo.pop_front() {
-                        if !matches!(op, WriteOp::Insert(..)) {
-                            // Later operations must see the messages inserted before them.
-                            flush_inserts!(tx, &mut inserts, &mut events);
-                        }
                         match op {
                             WriteOp::Insert(new, reply) => {
                                 let outcome = classify_insert!(&mut *tx, &new, &mut keys);
@@ -462,39 +395,69 @@ pub(crate) async fn run(
                                 }
                                 pending.push(Pending::Insert(reply, outcome));
                             }
-                            WriteOp::Cancel { tenant, id, detail, reply } => {
-                                let outcome = match load!(tx, &id) {
-                                    Some(loaded) if loaded.message.tenant != tenant => CancelOutcome::NotFound,
-                                    None => CancelOutcome::NotFound,
-                                    Some(mut loaded) => {
-                                        if change(&mut loaded, MessageStatus::Canceled, now, detail, &mut events) {
-                                            save!(tx, &loaded);
-                                            delete_outbox!(tx, &id);
-                                            CancelOutcome::Canceled
-                                        } else {
-                                            CancelOutcome::TooLate(loaded.message.status)
-                                        }
-                                    }
-                                };
-                                pending.push(Pending::Cancel(reply, outcome));
-                            }
-                            WriteOp::Claim(claim, reply) => {
-                                let claimed = claim!(tx, &claim, now, postgres, &mut events);
-                                pending.push(Pending::Claim(reply, claimed));
-                            }
-                            WriteOp::Outcome { id, connector, result, reply } => {
-                                outcome!(tx, &id, &connector, result, now, &mut events);
-                                pending.push(Pending::Outcome(reply));
-                            }
-                            WriteOp::Report(report, reply) => {
-                                let outcome = report!(tx, &report, now, &mut events);
-                                pending.push(Pending::Report(reply, outcome));
-                            }
+                            other => rest.push(other),
                         }
                     }
-                    flush_inserts!(tx, &mut inserts, &mut events);
-                    if !events.is_empty() {
-                        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                    flush_inserts!(tx, &mut inserts, &mut work.events);
+                    // Cancels and outcomes name their messages: read them all at once,
+                    // with the reports kept for the upstream ids the outcomes bring.
+                    let ids: Vec<String> = rest
+                        .iter()
+                        .filter_map(|op| match op {
+                            WriteOp::Cancel { id, .. } | WriteOp::Outcome { id, .. } => Some(id.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    load_many!(tx, work, ids);
+                    let upstream: Vec<String> = rest
+                        .iter()
+                        .filter_map(|op| match op {
+                            WriteOp::Outcome { result: AttemptResult::Accepted { upstream_id: Some(u), .. }, .. } => Some(u.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    load_early!(tx, work, upstream);
+                    let mut reports = Vec::new();
+                    let mut claims = Vec::new();
+                    for op in rest {
+                        match op {
+                            WriteOp::Cancel { tenant, id, detail, reply } => {
+                                let outcome = work.cancel(&tenant, &id, detail, now);
+                                pending.push(Pending::Cancel(reply, outcome));
+                            }
+                            WriteOp::Outcome { id, connector, result, reply } => {
+                                work.outcome(&id, &connector, result, now);
+                                pending.push(Pending::Outcome(reply));
+                            }
+                            WriteOp::Report(report, reply) => reports.push((report, reply)),
+                            WriteOp::Claim(claim, reply) => claims.push((claim, reply)),
+                            WriteOp::Insert(..) => {}
+                        }
+                    }
+                    // Reports name their messages by upstream id.
+                    if !reports.is_empty() {
+                        let upstream: Vec<String> = reports.iter().map(|(r, _)| r.upstream_id.clone()).collect();
+                        load_by_upstream!(tx, work, upstream);
+                        for (report, reply) in reports {
+                            let outcome = work.report(*report, now);
+                            pending.push(Pending::Report(reply, outcome));
+                        }
+                    }
+                    // Claims read the outbox: write what is decided so far first.
+                    for (claim, reply) in claims {
+                        if !work.is_clean() {
+                            flush_work!(tx, work);
+                            work = Work { events: std::mem::take(&mut work.events), ..Work::default() };
+                        }
+                        let due = select_due!(tx, &claim, now, postgres);
+                        let ids: Vec<String> = due.iter().map(|(id, _, _)| id.clone()).collect();
+                        load_many!(tx, work, ids);
+                        let claimed = work.claim(&claim, due, now);
+                        pending.push(Pending::Claim(reply, claimed));
+                    }
+                    flush_work!(tx, work);
+                    if !work.events.is_empty() {
+                        for chunk in work.events.chunks(ROWS_PER_STATEMENT) {
                             let mut q = QueryBuilder::new("");
                             push_history!(q, chunk);
                             q.build().execute(&mut *tx).await?;
@@ -550,363 +513,6 @@ fn first_events(chunk: &[Box<NewMessage>]) -> Vec<EventRecord> {
         })
         .collect()
 }
-
-/// Reads a message and its failover step inside the transaction.
-macro_rules! load {
-    ($tx:expr, $id:expr) => {{
-        let row: Option<MessageRow> = sqlx::query_as("SELECT * FROM messages WHERE id = $1")
-            .bind($id)
-            .fetch_optional(&mut *$tx)
-            .await?;
-        match row {
-            Some(row) => {
-                let step = usize::try_from(row.failover_step).unwrap_or_default();
-                Some(Loaded {
-                    message: row.into_message()?,
-                    step,
-                })
-            }
-            None => None,
-        }
-    }};
-}
-use load;
-
-/// Writes back what the writer changes on a message.
-macro_rules! save {
-    ($tx:expr, $loaded:expr) => {{
-        let loaded: &Loaded = $loaded;
-        let m = &loaded.message;
-        sqlx::query(
-            "UPDATE messages SET status = $1, to_addr = $2, channel = $3, connector = $4, \
-             upstream_id = $5, error_code = $6, error_detail = $7, metadata = $8, \
-             failover_step = $9, updated_at = $10 WHERE id = $11",
-        )
-        .bind(m.status.as_str())
-        .bind(m.to.as_str())
-        .bind(m.channel.as_str())
-        .bind(m.connector.as_deref())
-        .bind(m.upstream_id.as_deref())
-        .bind(m.error.as_ref().map(|e| e.code.as_str()))
-        .bind(m.error.as_ref().map(|e| e.detail.as_str()))
-        .bind(to_json(&m.metadata))
-        .bind(i64::try_from(loaded.step).unwrap_or_default())
-        .bind(to_micros(m.updated_at))
-        .bind(m.id.as_str())
-        .execute(&mut *$tx)
-        .await?;
-    }};
-}
-use save;
-
-macro_rules! delete_outbox {
-    ($tx:expr, $id:expr) => {{
-        sqlx::query("DELETE FROM outbox WHERE message_id = $1")
-            .bind($id)
-            .execute(&mut *$tx)
-            .await?;
-    }};
-}
-use delete_outbox;
-
-/// Puts the message in the outbox as `kind`, due at `due`, with no lease.
-macro_rules! schedule {
-    ($tx:expr, $id:expr, $kind:expr, $due:expr) => {{
-        sqlx::query(
-            "INSERT INTO outbox (message_id, due_at, kind) VALUES ($1, $2, $3) \
-             ON CONFLICT (message_id) DO UPDATE SET due_at = excluded.due_at, \
-             kind = excluded.kind, lease_owner = NULL, lease_until = NULL",
-        )
-        .bind($id)
-        .bind($due)
-        .bind($kind)
-        .execute(&mut *$tx)
-        .await?;
-    }};
-}
-use schedule;
-
-/// Takes due outbox rows: expires what ran out of validity, checks failover deadlines,
-/// routes the rest and marks them `sending` under a lease.
-macro_rules! claim {
-    ($tx:expr, $claim:expr, $now:expr, $postgres:expr, $events:expr) => {{
-        let claim: &Claim = $claim;
-        let now: i64 = $now;
-        let events: &mut Vec<EventRecord> = $events;
-        let mut claimed = Vec::new();
-        if !claim.channels.is_empty() {
-            let mut q = QueryBuilder::new(
-                "SELECT o.message_id, o.kind, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
-                 WHERE o.due_at <= ",
-            );
-            q.push_bind(now);
-            q.push(" AND (o.lease_until IS NULL OR o.lease_until < ");
-            q.push_bind(now);
-            q.push(") AND m.channel IN (");
-            let mut list = q.separated(", ");
-            for channel in &claim.channels {
-                list.push_bind(channel.as_str());
-            }
-            q.push(") ORDER BY o.due_at LIMIT ");
-            q.push_bind(i64::from(claim.limit));
-            if $postgres {
-                q.push(" FOR UPDATE OF o SKIP LOCKED");
-            }
-            let due: Vec<(String, String, i64)> = q.build_query_as().fetch_all(&mut *$tx).await?;
-            let lease_until = now + i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX / 2);
-            for (id, kind, attempts) in due {
-                let Some(mut loaded) = load!($tx, &id) else {
-                    delete_outbox!($tx, &id);
-                    continue;
-                };
-                let status = loaded.message.status;
-                if kind == "failover" {
-                    if status == MessageStatus::Sent {
-                        let after = loaded
-                            .message
-                            .failover
-                            .get(loaded.step)
-                            .map(|s| s.after_seconds)
-                            .unwrap_or_default();
-                        let detail = format!("not delivered within {after} s");
-                        if fail_or_failover(&mut loaded, MessageStatus::Undelivered, "failover_timeout", &detail, now, events) {
-                            schedule!($tx, &id, "send", now);
-                        } else {
-                            delete_outbox!($tx, &id);
-                        }
-                        save!($tx, &loaded);
-                    } else {
-                        delete_outbox!($tx, &id);
-                    }
-                    continue;
-                }
-                if !matches!(status, MessageStatus::Queued | MessageStatus::Sending) {
-                    delete_outbox!($tx, &id);
-                    continue;
-                }
-                if loaded.message.expires_at.is_some_and(|at| to_micros(at) <= now) {
-                    change(&mut loaded, MessageStatus::Expired, now, Some("validity ran out before it was sent".into()), events);
-                    loaded.message.error = Some(ErrorInfo {
-                        code: "expired".into(),
-                        detail: "validity ran out before it was sent".into(),
-                    });
-                    save!($tx, &loaded);
-                    delete_outbox!($tx, &id);
-                    continue;
-                }
-                match (claim.decide)(&loaded.message) {
-                    Dispatch::Send { connector, to, channel } => {
-                        let attempt = attempts + 1;
-                        if to != loaded.message.to {
-                            let from = std::mem::replace(&mut loaded.message.to, to);
-                            loaded.message.metadata.entry("routed_from".into()).or_insert(from);
-                            loaded.message.channel = channel;
-                        }
-                        let detail = format!("attempt {attempt} through {connector}");
-                        if status == MessageStatus::Sending {
-                            // The worker that held it stopped before recording an outcome.
-                            events.push(EventRecord::new(
-                                &loaded.message,
-                                MessageStatus::Sending,
-                                now,
-                                Some(format!("{detail}, after an interrupted attempt")),
-                            ));
-                        } else {
-                            change(&mut loaded, MessageStatus::Sending, now, Some(detail), events);
-                        }
-                        loaded.message.connector = Some(connector);
-                        loaded.message.updated_at = from_micros(now);
-                        save!($tx, &loaded);
-                        sqlx::query(
-                            "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = $3 WHERE message_id = $4",
-                        )
-                        .bind(claim.owner.as_str())
-                        .bind(lease_until)
-                        .bind(attempt)
-                        .bind(id.as_str())
-                        .execute(&mut *$tx)
-                        .await?;
-                        claimed.push(Claimed {
-                            message: loaded.message,
-                            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                        });
-                    }
-                    Dispatch::Fail { code, detail } => {
-                        if fail_or_failover(&mut loaded, MessageStatus::Failed, &code, &detail, now, events) {
-                            schedule!($tx, &id, "send", now);
-                        } else {
-                            delete_outbox!($tx, &id);
-                        }
-                        save!($tx, &loaded);
-                    }
-                    Dispatch::Wait(wait) => {
-                        let due = now + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX / 2);
-                        sqlx::query("UPDATE outbox SET due_at = $1, lease_owner = NULL, lease_until = NULL WHERE message_id = $2")
-                            .bind(due)
-                            .bind(id.as_str())
-                            .execute(&mut *$tx)
-                            .await?;
-                    }
-                }
-            }
-        }
-        claimed
-    }};
-}
-use claim;
-
-/// Records the outcome of an attempt.
-macro_rules! outcome {
-    ($tx:expr, $id:expr, $connector:expr, $result:expr, $now:expr, $events:expr) => {{
-        let id: &str = $id;
-        let now: i64 = $now;
-        let events: &mut Vec<EventRecord> = $events;
-        match load!($tx, id) {
-            Some(mut loaded) if loaded.message.status == MessageStatus::Sending => {
-                match $result {
-                    AttemptResult::Accepted { upstream_id, status, metadata } => {
-                        loaded.message.upstream_id = upstream_id.clone();
-                        loaded.message.metadata.extend(metadata);
-                        let via = match &upstream_id {
-                            Some(u) => format!("accepted by {} as {u}", $connector),
-                            None => format!("accepted by {}", $connector),
-                        };
-                        change(&mut loaded, status, now, Some(via), events);
-                        let deadline = loaded.message.failover.get(loaded.step).map(|s| s.after_seconds);
-                        match deadline {
-                            Some(after) if loaded.message.status == MessageStatus::Sent => {
-                                let after = i64::try_from(after).unwrap_or(i64::MAX / 2_000_000);
-                                schedule!($tx, id, "failover", now + after * 1_000_000);
-                            }
-                            _ => delete_outbox!($tx, id),
-                        }
-                        if let Some(upstream_id) = &upstream_id {
-                            let early: Vec<(i64, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-                                "SELECT seq, status, at, error_code, error_detail FROM early_reports \
-                                 WHERE connector = $1 AND upstream_id = $2 ORDER BY seq",
-                            )
-                            .bind($connector)
-                            .bind(upstream_id.as_str())
-                            .fetch_all(&mut *$tx)
-                            .await?;
-                            for (seq, status, at, code, detail) in early {
-                                if let Ok(status) = status.parse::<MessageStatus>() {
-                                    let error = code.map(|c| (c, detail.unwrap_or_default()));
-                                    apply_report!($tx, &mut loaded, status, error, at, events);
-                                }
-                                sqlx::query("DELETE FROM early_reports WHERE seq = $1")
-                                    .bind(seq)
-                                    .execute(&mut *$tx)
-                                    .await?;
-                            }
-                        }
-                    }
-                    AttemptResult::Retry { at, code, detail } => {
-                        let note = format!("{code}: {detail}; next attempt at {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                        change(&mut loaded, MessageStatus::Queued, now, Some(note), events);
-                        schedule!($tx, id, "send", to_micros(at));
-                    }
-                    AttemptResult::Failed { code, detail } => {
-                        if fail_or_failover(&mut loaded, MessageStatus::Failed, &code, &detail, now, events) {
-                            schedule!($tx, id, "send", now);
-                        } else {
-                            delete_outbox!($tx, id);
-                        }
-                    }
-                }
-                save!($tx, &loaded);
-            }
-            Some(loaded) => {
-                tracing::warn!(%id, status = %loaded.message.status, "an outcome for a message that is not sending; ignored");
-            }
-            None => tracing::warn!(%id, "an outcome for an unknown message; ignored"),
-        }
-    }};
-}
-use outcome;
-
-/// Applies a report's status to a loaded message (failing over when it says the step
-/// in flight failed); returns whether it changed anything.
-macro_rules! apply_report {
-    ($tx:expr, $loaded:expr, $status:expr, $error:expr, $at:expr, $events:expr) => {{
-        let loaded: &mut Loaded = $loaded;
-        let status: MessageStatus = $status;
-        let error: Option<(String, String)> = $error;
-        let at: i64 = $at;
-        let events: &mut Vec<EventRecord> = $events;
-        let id = loaded.message.id.to_string();
-        match status {
-            MessageStatus::Undelivered | MessageStatus::Expired => {
-                let (code, detail) = error.unwrap_or_else(|| (status.as_str().to_owned(), "reported by the far side".to_owned()));
-                if !loaded.message.status.can_become(status) {
-                    false
-                } else {
-                    if fail_or_failover(loaded, status, &code, &detail, at, events) {
-                        schedule!($tx, &id, "send", at);
-                    } else {
-                        delete_outbox!($tx, &id);
-                    }
-                    true
-                }
-            }
-            _ => {
-                let changed = change(loaded, status, at, Some("reported by the far side".into()), events);
-                if changed {
-                    // Delivered: no failover deadline any more.
-                    delete_outbox!($tx, &id);
-                }
-                changed
-            }
-        }
-    }};
-}
-use apply_report;
-
-/// Applies a delivery report, or keeps it until its message is known.
-macro_rules! report {
-    ($tx:expr, $report:expr, $now:expr, $events:expr) => {{
-        let report: &Report = $report;
-        let events: &mut Vec<EventRecord> = $events;
-        let found: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM messages WHERE connector = $1 AND upstream_id = $2",
-        )
-        .bind(report.connector.as_str())
-        .bind(report.upstream_id.as_str())
-        .fetch_optional(&mut *$tx)
-        .await?;
-        match found {
-            Some((id,)) => match load!($tx, &id) {
-                Some(mut loaded) => {
-                    let at = to_micros(report.at).min($now);
-                    if apply_report!($tx, &mut loaded, report.status, report.error.clone(), at, events) {
-                        save!($tx, &loaded);
-                        ReportOutcome::Applied(id)
-                    } else {
-                        ReportOutcome::Ignored(id)
-                    }
-                }
-                None => ReportOutcome::Kept,
-            },
-            None => {
-                sqlx::query(
-                    "INSERT INTO early_reports (connector, upstream_id, status, at, error_code, error_detail, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(report.connector.as_str())
-                .bind(report.upstream_id.as_str())
-                .bind(report.status.as_str())
-                .bind(to_micros(report.at))
-                .bind(report.error.as_ref().map(|e| e.0.as_str()))
-                .bind(report.error.as_ref().map(|e| e.1.as_str()))
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-                ReportOutcome::Kept
-            }
-        }
-    }};
-}
-use report;
 
 /// Decides what becomes of an insert: created, or answered from its idempotency key
 /// (looked up through `$exec`, and among the keys of this batch in `$keys`).
@@ -1084,3 +690,225 @@ macro_rules! push_fanout {
     }};
 }
 use push_fanout;
+
+/// Reads the messages with these ids (those not read yet) into the work.
+macro_rules! load_many {
+    ($tx:expr, $work:expr, $ids:expr) => {{
+        let ids: Vec<String> = $ids.into_iter().filter(|id| !$work.loaded.contains_key(id)).collect();
+        for chunk in ids.chunks(500) {
+            let mut q = QueryBuilder::new("SELECT * FROM messages WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *$tx).await?;
+            for row in rows {
+                let step = usize::try_from(row.failover_step).unwrap_or_default();
+                let message = row.into_message()?;
+                $work.loaded.insert(message.id.to_string(), Loaded { message, step });
+            }
+        }
+    }};
+}
+use load_many;
+
+/// Reads the messages with these upstream ids (those not read yet) into the work.
+macro_rules! load_by_upstream {
+    ($tx:expr, $work:expr, $upstream:expr) => {{
+        let upstream: Vec<String> = $upstream;
+        for chunk in upstream.chunks(500) {
+            let mut q = QueryBuilder::new("SELECT * FROM messages WHERE upstream_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *$tx).await?;
+            for row in rows {
+                if $work.loaded.contains_key(&row.id) {
+                    continue;
+                }
+                let step = usize::try_from(row.failover_step).unwrap_or_default();
+                let message = row.into_message()?;
+                $work.loaded.insert(message.id.to_string(), Loaded { message, step });
+            }
+        }
+    }};
+}
+use load_by_upstream;
+
+/// Reads the reports kept for these upstream ids into the work.
+macro_rules! load_early {
+    ($tx:expr, $work:expr, $upstream:expr) => {{
+        let upstream: Vec<String> = $upstream;
+        for chunk in upstream.chunks(500) {
+            let mut q = QueryBuilder::new(
+                "SELECT seq, connector, upstream_id, status, at, error_code, error_detail \
+                 FROM early_reports WHERE upstream_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(") ORDER BY seq");
+            let rows: Vec<(i64, String, String, String, i64, Option<String>, Option<String>)> =
+                q.build_query_as().fetch_all(&mut *$tx).await?;
+            for (seq, connector, upstream_id, status, at, error_code, error_detail) in rows {
+                $work.early.entry((connector, upstream_id)).or_default().push(EarlyReport {
+                    seq,
+                    status,
+                    at,
+                    error_code,
+                    error_detail,
+                });
+            }
+        }
+    }};
+}
+use load_early;
+
+/// The outbox rows a claim may take: due, not leased, for its channels.
+macro_rules! select_due {
+    ($tx:expr, $claim:expr, $now:expr, $postgres:expr) => {{
+        let claim: &Claim = $claim;
+        let mut due: Vec<(String, String, i64)> = Vec::new();
+        if !claim.channels.is_empty() && claim.limit > 0 {
+            let mut q = QueryBuilder::new(
+                "SELECT o.message_id, o.kind, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
+                 WHERE o.due_at <= ",
+            );
+            q.push_bind($now);
+            q.push(" AND (o.lease_until IS NULL OR o.lease_until < ");
+            q.push_bind($now);
+            q.push(") AND m.channel IN (");
+            let mut list = q.separated(", ");
+            for channel in &claim.channels {
+                list.push_bind(channel.as_str());
+            }
+            q.push(") ORDER BY o.due_at LIMIT ");
+            q.push_bind(i64::from(claim.limit));
+            if $postgres {
+                q.push(" FOR UPDATE OF o SKIP LOCKED");
+            }
+            due = q.build_query_as().fetch_all(&mut *$tx).await?;
+        }
+        due
+    }};
+}
+use select_due;
+
+/// Writes what the work decided: changed messages, outbox rows and kept reports, with
+/// a few multi-row statements.
+macro_rules! flush_work {
+    ($tx:expr, $work:expr) => {{
+        let dirty: Vec<&Loaded> = $work.dirty.iter().filter_map(|id| $work.loaded.get(id)).collect();
+        for chunk in dirty.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "WITH v (id, status, to_addr, channel, connector, upstream_id, error_code, \
+                 error_detail, metadata, failover_step, updated_at) AS (",
+            );
+            q.push_values(chunk.iter(), |mut b, loaded| {
+                let m = &loaded.message;
+                b.push_bind(m.id.as_str())
+                    .push_bind(m.status.as_str())
+                    .push_bind(m.to.as_str())
+                    .push_bind(m.channel.as_str())
+                    .push_bind(m.connector.as_deref())
+                    .push_bind(m.upstream_id.as_deref())
+                    .push_bind(m.error.as_ref().map(|e| e.code.as_str()))
+                    .push_bind(m.error.as_ref().map(|e| e.detail.as_str()))
+                    .push_bind(to_json(&m.metadata))
+                    .push_bind(i64::try_from(loaded.step).unwrap_or_default())
+                    .push_bind(to_micros(m.updated_at));
+            });
+            q.push(
+                ") UPDATE messages SET status = v.status, to_addr = v.to_addr, channel = v.channel, \
+                 connector = v.connector, upstream_id = v.upstream_id, error_code = v.error_code, \
+                 error_detail = v.error_detail, metadata = v.metadata, \
+                 failover_step = v.failover_step, updated_at = v.updated_at \
+                 FROM v WHERE messages.id = v.id",
+            );
+            q.build().execute(&mut *$tx).await?;
+        }
+        let mut deletes = Vec::new();
+        let mut schedules = Vec::new();
+        let mut leases = Vec::new();
+        let mut defers = Vec::new();
+        for (id, op) in &$work.outbox {
+            match op {
+                OutboxOp::Delete => deletes.push(id.as_str()),
+                OutboxOp::Schedule { kind, due } => schedules.push((id.as_str(), *kind, *due)),
+                OutboxOp::Lease { owner, until, attempts } => leases.push((id.as_str(), owner.as_str(), *until, *attempts)),
+                OutboxOp::Defer { due } => defers.push((id.as_str(), *due)),
+            }
+        }
+        for chunk in deletes.chunks(500) {
+            let mut q = QueryBuilder::new("DELETE FROM outbox WHERE message_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *$tx).await?;
+        }
+        for chunk in schedules.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new("INSERT INTO outbox (message_id, kind, due_at) ");
+            q.push_values(chunk.iter(), |mut b, (id, kind, due)| {
+                b.push_bind(*id).push_bind(*kind).push_bind(*due);
+            });
+            q.push(
+                " ON CONFLICT (message_id) DO UPDATE SET due_at = excluded.due_at, \
+                 kind = excluded.kind, lease_owner = NULL, lease_until = NULL",
+            );
+            q.build().execute(&mut *$tx).await?;
+        }
+        for chunk in leases.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new("WITH v (id, owner, until_at, attempts) AS (");
+            q.push_values(chunk.iter(), |mut b, (id, owner, until, attempts)| {
+                b.push_bind(*id).push_bind(*owner).push_bind(*until).push_bind(*attempts);
+            });
+            q.push(
+                ") UPDATE outbox SET lease_owner = v.owner, lease_until = v.until_at, \
+                 attempts = v.attempts FROM v WHERE outbox.message_id = v.id",
+            );
+            q.build().execute(&mut *$tx).await?;
+        }
+        for chunk in defers.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new("WITH v (id, due) AS (");
+            q.push_values(chunk.iter(), |mut b, (id, due)| {
+                b.push_bind(*id).push_bind(*due);
+            });
+            q.push(
+                ") UPDATE outbox SET due_at = v.due, lease_owner = NULL, lease_until = NULL \
+                 FROM v WHERE outbox.message_id = v.id",
+            );
+            q.build().execute(&mut *$tx).await?;
+        }
+        for chunk in $work.early_new.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO early_reports (connector, upstream_id, status, at, error_code, error_detail, received_at) ",
+            );
+            q.push_values(chunk.iter(), |mut b, (report, received)| {
+                b.push_bind(report.connector.as_str())
+                    .push_bind(report.upstream_id.as_str())
+                    .push_bind(report.status.as_str())
+                    .push_bind(to_micros(report.at))
+                    .push_bind(report.error.as_ref().map(|e| e.0.as_str()))
+                    .push_bind(report.error.as_ref().map(|e| e.1.as_str()))
+                    .push_bind(*received);
+            });
+            q.build().execute(&mut *$tx).await?;
+        }
+        for chunk in $work.early_done.chunks(500) {
+            let mut q = QueryBuilder::new("DELETE FROM early_reports WHERE seq IN (");
+            let mut list = q.separated(", ");
+            for seq in chunk {
+                list.push_bind(*seq);
+            }
+            q.push(")");
+            q.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+use flush_work;
