@@ -18,7 +18,10 @@ const KEY: &str = "sk_crash_test_key";
 fn harness() -> PathBuf {
     // Examples are built next to the test binaries' own binary.
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
-    bin.parent().expect("bin dir").join("examples").join("line_sink_gateway")
+    bin.parent()
+        .expect("bin dir")
+        .join("examples")
+        .join("line_sink_gateway")
 }
 
 /// The TCP peer: records every line; answers `OK` only once `answer` is set.
@@ -65,7 +68,10 @@ impl Gateway {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines.next().expect("exited before listening").expect("stdout");
+            let line = lines
+                .next()
+                .expect("exited before listening")
+                .expect("stdout");
             if let Some(rest) = line.strip_prefix("switchboard: REST API listening on http://") {
                 break rest.trim().to_owned();
             }
@@ -85,8 +91,15 @@ impl Gateway {
         .expect("write");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read");
-        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
         (status, serde_json::from_str(body).unwrap_or_default())
     }
 
@@ -123,23 +136,35 @@ fn kill_9_during_dispatch_loses_nothing_and_resumes() {
     let gateway = Gateway::start(&config, &sink_addr);
     let mut accepted = Vec::new();
     for i in 0..20 {
-        let (status, message) = gateway.request("POST", "/v1/messages", &format!(r#"{{"to": "+1415555{i:04}", "text": "crash {i}"}}"#));
+        let (status, message) = gateway.request(
+            "POST",
+            "/v1/messages",
+            &format!(r#"{{"to": "+1415555{i:04}", "text": "crash {i}"}}"#),
+        );
         assert_eq!(status, 202, "{message}");
         accepted.push(message["id"].as_str().expect("id").to_owned());
     }
     // One send is in flight (the sink holds it): kill the gateway now.
-    let in_flight = received.recv_timeout(Duration::from_secs(20)).expect("a send reached the sink");
+    let in_flight = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a send reached the sink");
     gateway.kill_9();
 
     answer.store(true, Ordering::SeqCst);
     let gateway = Gateway::start(&config, &sink_addr);
     let mut seen: HashMap<String, usize> = HashMap::new();
     while seen.len() < accepted.len() {
-        let id = received.recv_timeout(Duration::from_secs(30)).expect("the outbox resumed");
+        let id = received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the outbox resumed");
         *seen.entry(id).or_default() += 1;
     }
     let expected: HashSet<_> = accepted.iter().cloned().collect();
-    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), expected, "every accepted message was sent");
+    assert_eq!(
+        seen.keys().cloned().collect::<HashSet<_>>(),
+        expected,
+        "every accepted message was sent"
+    );
 
     // Each message ends `sent`; the interrupted one shows both attempts.
     let deadline = Instant::now() + Duration::from_secs(30);

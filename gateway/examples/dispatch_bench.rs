@@ -33,17 +33,24 @@ impl Adapter for Accept {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let count: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50_000);
+    let count: u64 = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(50_000);
     let dir = tempfile::tempdir()?;
     let url = args
         .next()
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
     let config = switchboard::config::parse(
-        &format!("[database]\nurl = \"{url}\"\n[log]\nlevel = \"warn\"\n[[tenants]]\nid = \"bench\"\napi_keys = [\"sk_bench_dispatch\"]\n"),
+        &format!(
+            "[database]\nurl = \"{url}\"\n[log]\nlevel = \"warn\"\n[[tenants]]\nid = \"bench\"\napi_keys = [\"sk_bench_dispatch\"]\n"
+        ),
         [],
     )?;
     let adapter = Arc::new(Accept(AtomicU64::new(0)));
-    let state = switchboard::build_state_with(config, vec![adapter.clone() as Arc<dyn Adapter>]).await?;
+    let state =
+        switchboard::build_state_with(config, vec![adapter.clone() as Arc<dyn Adapter>]).await?;
 
     // Fill the outbox first (not measured).
     let fill = Instant::now();
@@ -66,7 +73,11 @@ async fn main() -> anyhow::Result<()> {
                     client_ref: None,
                     metadata: Default::default(),
                     status: MessageStatus::Queued,
-                    events: Some(vec![StatusEvent { status: MessageStatus::Queued, at: now, detail: None }]),
+                    events: Some(vec![StatusEvent {
+                        status: MessageStatus::Queued,
+                        at: now,
+                        detail: None,
+                    }]),
                     segments: Some(1),
                     encoding: None,
                     connector: None,
@@ -78,7 +89,13 @@ async fn main() -> anyhow::Result<()> {
                     send_at: None,
                     expires_at: None,
                 };
-                store.insert_message(NewMessage { message, enqueue: true, idempotency: None }).await?;
+                store
+                    .insert_message(NewMessage {
+                        message,
+                        enqueue: true,
+                        idempotency: None,
+                    })
+                    .await?;
             }
             anyhow::Ok(())
         });
@@ -86,7 +103,10 @@ async fn main() -> anyhow::Result<()> {
     while let Some(done) = tasks.join_next().await {
         done??;
     }
-    println!("outbox filled with {count} messages in {:.1} s", fill.elapsed().as_secs_f64());
+    println!(
+        "outbox filled with {count} messages in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
 
     let start = Instant::now();
     let commits = state.store.commit_count();

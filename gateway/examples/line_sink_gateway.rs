@@ -58,7 +58,10 @@ impl Adapter for LineSink {
 
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, SendOutcome> {
         Box::pin(async move {
-            match self.exchange(format!("{} {}\n", message.id, message.to)).await {
+            match self
+                .exchange(format!("{} {}\n", message.id, message.to))
+                .await
+            {
                 Ok(answer) => match answer.trim().strip_prefix("OK ") {
                     Some(upstream) => SendOutcome::sent(upstream),
                     None => SendOutcome::Permanent {
@@ -78,7 +81,9 @@ impl Adapter for LineSink {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: line_sink_gateway CONFIG"))?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: line_sink_gateway CONFIG"))?;
     let addr = std::env::var("SINK_ADDR")?;
     let config = switchboard::config::load(Some(std::path::Path::new(&path)), std::env::vars())?;
     let sink: Arc<dyn Adapter> = Arc::new(LineSink {
@@ -88,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
     let listen = config.http.listen;
     let state = switchboard::build_state_with(config, vec![sink]).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("switchboard: REST API listening on http://{}", listener.local_addr()?);
+    println!(
+        "switchboard: REST API listening on http://{}",
+        listener.local_addr()?
+    );
     switchboard::serve(state, listener, std::future::pending()).await
 }

@@ -640,16 +640,28 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     let dispatch = &config.dispatch;
     for (key, bad) in [
         ("dispatch.retry_base_ms", dispatch.retry_base_ms == 0),
-        ("dispatch.max_retry_delay_seconds", dispatch.max_retry_delay_seconds == 0),
+        (
+            "dispatch.max_retry_delay_seconds",
+            dispatch.max_retry_delay_seconds == 0,
+        ),
         ("dispatch.max_attempts", dispatch.max_attempts == 0),
         ("dispatch.max_age_seconds", dispatch.max_age_seconds == 0),
         ("dispatch.lease_seconds", dispatch.lease_seconds < 5),
-        ("dispatch.batch", dispatch.batch == 0 || dispatch.batch > 4096),
+        (
+            "dispatch.batch",
+            dispatch.batch == 0 || dispatch.batch > 4096,
+        ),
         ("webhooks.concurrency", config.webhooks.concurrency == 0),
-        ("webhooks.disable_after_hours", config.webhooks.disable_after_hours == 0),
+        (
+            "webhooks.disable_after_hours",
+            config.webhooks.disable_after_hours == 0,
+        ),
     ] {
         if bad {
-            error(key.into(), "out of range; see deploy/switchboard.example.toml".into());
+            error(
+                key.into(),
+                "out of range; see deploy/switchboard.example.toml".into(),
+            );
         }
     }
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {

@@ -2,8 +2,8 @@
 //! their counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use switchboard_adapter::Adapter;
@@ -74,7 +74,10 @@ impl Connectors {
             .map(|adapter| {
                 let connector = Connector {
                     permits: Arc::new(Semaphore::new(adapter.concurrency().max(1))),
-                    rate: adapter.max_per_second().filter(|r| *r > 0).map(|r| TokenBucket::new(r, r)),
+                    rate: adapter
+                        .max_per_second()
+                        .filter(|r| *r > 0)
+                        .map(|r| TokenBucket::new(r, r)),
                     counters: Counters::default(),
                     adapter,
                 };
@@ -89,12 +92,18 @@ impl Connectors {
 
     /// Keeps the send slot taken for message `id`.
     pub fn hold(&self, id: String, permit: OwnedSemaphorePermit) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(id, permit);
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, permit);
     }
 
     /// The send slot taken for message `id`, if any.
     pub fn take_held(&self, id: &str) -> Option<OwnedSemaphorePermit> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     /// Send slots free now, over all connectors.

@@ -43,7 +43,12 @@ impl AddressBook for Tenants {
 }
 
 /// Routes a due message: through a running connector, or why not.
-pub fn decide(routes: &RouteTable, tenants: &Tenants, connectors: &Connectors, message: &Message) -> Dispatch {
+pub fn decide(
+    routes: &RouteTable,
+    tenants: &Tenants,
+    connectors: &Connectors,
+    message: &Message,
+) -> Dispatch {
     let to = match Address::parse_for(message.channel, &message.to) {
         Ok(to) => to,
         Err(e) => {
@@ -53,10 +58,7 @@ pub fn decide(routes: &RouteTable, tenants: &Tenants, connectors: &Connectors, m
             };
         }
     };
-    let from = message
-        .from
-        .as_deref()
-        .and_then(|f| Address::parse(f).ok());
+    let from = message.from.as_deref().and_then(|f| Address::parse(f).ok());
     let request = RouteRequest {
         direction: Direction::Outbound,
         tenant: &message.tenant,
@@ -105,7 +107,12 @@ pub fn backoff(config: &DispatchConfig, attempt: u32, jitter: f64) -> Duration {
 }
 
 /// Turns an adapter's outcome into what the store records, applying the retry policy.
-pub fn attempt_result(config: &DispatchConfig, claimed: &Claimed, outcome: SendOutcome, jitter: f64) -> AttemptResult {
+pub fn attempt_result(
+    config: &DispatchConfig,
+    claimed: &Claimed,
+    outcome: SendOutcome,
+    jitter: f64,
+) -> AttemptResult {
     match outcome {
         SendOutcome::Accepted {
             upstream_id,
@@ -123,7 +130,9 @@ pub fn attempt_result(config: &DispatchConfig, claimed: &Claimed, outcome: SendO
             retry_after,
         } => {
             let now = Utc::now();
-            let age = (now - claimed.message.created_at).to_std().unwrap_or_default();
+            let age = (now - claimed.message.created_at)
+                .to_std()
+                .unwrap_or_default();
             if claimed.attempt >= config.max_attempts {
                 return AttemptResult::Failed {
                     code,
@@ -134,7 +143,10 @@ pub fn attempt_result(config: &DispatchConfig, claimed: &Claimed, outcome: SendO
             if age + wait > Duration::from_secs(config.max_age_seconds) {
                 return AttemptResult::Failed {
                     code,
-                    detail: format!("{detail} (gave up: no success within {} s)", config.max_age_seconds),
+                    detail: format!(
+                        "{detail} (gave up: no success within {} s)",
+                        config.max_age_seconds
+                    ),
                 };
             }
             let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
@@ -176,7 +188,11 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
         let owner = format!("{}-{}", std::process::id(), uuid_like());
         let config = state.config.dispatch.clone();
         let decide = {
-            let (routes, tenants, connectors) = (state.routes.clone(), state.tenants.clone(), state.connectors.clone());
+            let (routes, tenants, connectors) = (
+                state.routes.clone(),
+                state.tenants.clone(),
+                state.connectors.clone(),
+            );
             Arc::new(move |m: &Message| decide(&routes, &tenants, &connectors, m))
         };
         let changes = state.store.changes();
@@ -274,7 +290,9 @@ async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
     counter.fetch_add(1, Ordering::Relaxed);
     let jitter = rand::rng().random_range(-1.0..=1.0);
     let result = attempt_result(config, &claimed, outcome, jitter);
-    state.metrics.dispatch_attempt(&name, &result, &claimed.message);
+    state
+        .metrics
+        .dispatch_attempt(&name, &result, &claimed.message);
     // The outcome must be recorded; keep trying through a database hiccup. If the
     // gateway stops first, the lease runs out and the message is taken again.
     let mut delay = Duration::from_millis(100);

@@ -51,13 +51,17 @@ pub async fn build_state_with(
     let mut connectors = config.connectors();
     for adapter in &adapters {
         if !connectors.iter().any(|c| c.name == adapter.name()) {
-            connectors.push(switchboard_router::ConnectorInfo::new(adapter.name(), adapter.channel()));
+            connectors.push(switchboard_router::ConnectorInfo::new(
+                adapter.name(),
+                adapter.channel(),
+            ));
         }
     }
-    let routes = switchboard_router::RouteTable::new(&config.routes, &connectors).map_err(|errors| {
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("the route table is not valid: {}", text.join("; "))
-    })?;
+    let routes =
+        switchboard_router::RouteTable::new(&config.routes, &connectors).map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("the route table is not valid: {}", text.join("; "))
+        })?;
     let store = Store::open(
         &config.database.url,
         StoreOptions {

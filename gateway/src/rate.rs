@@ -53,5 +53,4 @@ mod tests {
         assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500));
         assert!(bucket.take(start + Duration::from_millis(500)).is_ok());
     }
-
 }

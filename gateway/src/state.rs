@@ -8,9 +8,9 @@ use switchboard_store::Store;
 use crate::api::cursor::CursorKey;
 use crate::config::Config;
 use crate::connectors::Connectors;
-use switchboard_router::RouteTable;
 use crate::metrics::Metrics;
 use crate::tenants::Tenants;
+use switchboard_router::RouteTable;
 
 /// The state of the REST API. Cheap to clone.
 #[derive(Clone)]

@@ -13,9 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use switchboard::dispatch::StoreReports;
 use switchboard::state::AppState;
-use switchboard_adapter::{
-    Adapter, BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport,
-};
+use switchboard_adapter::{Adapter, BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport};
 use switchboard_model::{Channel, Message, MessageStatus};
 use tower::ServiceExt;
 
@@ -64,7 +62,12 @@ impl TestAdapter {
     }
 
     fn sent_to(&self) -> Vec<String> {
-        self.sent.lock().expect("lock").iter().map(|m| m.to.clone()).collect()
+        self.sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|m| m.to.clone())
+            .collect()
     }
 }
 
@@ -93,8 +96,17 @@ impl Adapter for TestAdapter {
         Box::pin(async move {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-            let step = self.script.lock().expect("lock").pop_front().unwrap_or(Step::Sent);
-            let upstream = format!("{}-{}", self.name, self.counter.fetch_add(1, Ordering::SeqCst));
+            let step = self
+                .script
+                .lock()
+                .expect("lock")
+                .pop_front()
+                .unwrap_or(Step::Sent);
+            let upstream = format!(
+                "{}-{}",
+                self.name,
+                self.counter.fetch_add(1, Ordering::SeqCst)
+            );
             // Let other sends overlap, to measure concurrency.
             tokio::time::sleep(Duration::from_millis(5)).await;
             let outcome = match step {
@@ -143,7 +155,12 @@ struct Gateway {
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn gateway_at(url: &str, extra: &str, adapters: Vec<Arc<TestAdapter>>, dir: Option<tempfile::TempDir>) -> Gateway {
+async fn gateway_at(
+    url: &str,
+    extra: &str,
+    adapters: Vec<Arc<TestAdapter>>,
+    dir: Option<tempfile::TempDir>,
+) -> Gateway {
     let toml = format!(
         r#"
 [database]
@@ -159,15 +176,25 @@ api_keys = ["{KEY}"]
 "#
     );
     let config = switchboard::config::parse(&toml, []).expect("config");
-    let dyn_adapters: Vec<Arc<dyn Adapter>> = adapters.iter().map(|a| a.clone() as Arc<dyn Adapter>).collect();
-    let state = switchboard::build_state_with(config, dyn_adapters).await.expect("state");
+    let dyn_adapters: Vec<Arc<dyn Adapter>> = adapters
+        .iter()
+        .map(|a| a.clone() as Arc<dyn Adapter>)
+        .collect();
+    let state = switchboard::build_state_with(config, dyn_adapters)
+        .await
+        .expect("state");
     let reports: Arc<dyn Reports> = Arc::new(StoreReports(state.store.clone()));
     for adapter in &adapters {
         *adapter.reports.lock().expect("lock") = Some(reports.clone());
     }
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let dispatcher = Some(switchboard::dispatch::spawn(state.clone(), stopping));
-    Gateway { state, stop, dispatcher, _dir: dir }
+    Gateway {
+        state,
+        stop,
+        dispatcher,
+        _dir: dir,
+    }
 }
 
 async fn gateway(extra: &str, adapters: Vec<Arc<TestAdapter>>) -> Gateway {
@@ -178,10 +205,21 @@ async fn gateway(extra: &str, adapters: Vec<Arc<TestAdapter>>) -> Gateway {
 
 impl Gateway {
     async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = switchboard::api::app(self.state.clone()).oneshot(request).await.expect("call");
+        let response = switchboard::api::app(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("call");
         let status = response.status();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn send(&self, body: Value) -> String {
@@ -213,7 +251,11 @@ impl Gateway {
             if message["status"] == status {
                 return message;
             }
-            assert!(tokio::time::Instant::now() < deadline, "still {} instead of {status}: {message:#}", message["status"]);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still {} instead of {status}: {message:#}",
+                message["status"]
+            );
             let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
         }
     }
@@ -254,32 +296,61 @@ async fn sent_then_delivered_by_report() {
         .await
         .expect("report");
     let delivered = gw.until(&id, "delivered").await;
-    assert_eq!(statuses(&delivered), ["queued", "sending", "sent", "delivered"]);
+    assert_eq!(
+        statuses(&delivered),
+        ["queued", "sending", "sent", "delivered"]
+    );
     assert_eq!(sms.sent_to(), ["+14155550100"]);
     // A duplicate report changes nothing.
-    let again = gw.state.store.report(switchboard_store::Report {
-        connector: "upstream-a".into(),
-        upstream_id: "upstream-a-0".into(),
-        status: MessageStatus::Delivered,
-        error: None,
-        at: chrono::Utc::now(),
-    }).await.expect("report");
-    assert!(matches!(again, switchboard_store::ReportOutcome::Ignored(_)), "{again:?}");
+    let again = gw
+        .state
+        .store
+        .report(switchboard_store::Report {
+            connector: "upstream-a".into(),
+            upstream_id: "upstream-a-0".into(),
+            status: MessageStatus::Delivered,
+            error: None,
+            at: chrono::Utc::now(),
+        })
+        .await
+        .expect("report");
+    assert!(
+        matches!(again, switchboard_store::ReportOutcome::Ignored(_)),
+        "{again:?}"
+    );
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn transient_failures_are_retried_then_sent() {
-    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Transient, Step::Transient, Step::Delivered]);
+    let sms = TestAdapter::new(
+        "upstream-a",
+        Channel::Sms,
+        vec![Step::Transient, Step::Transient, Step::Delivered],
+    );
     let gw = gateway("", vec![sms.clone()]).await;
     let id = gw.send(json!({"to": "+14155550100", "text": "hi"})).await;
     let done = gw.until(&id, "delivered").await;
     assert_eq!(
         statuses(&done),
-        ["queued", "sending", "queued", "sending", "queued", "sending", "delivered"]
+        [
+            "queued",
+            "sending",
+            "queued",
+            "sending",
+            "queued",
+            "sending",
+            "delivered"
+        ]
     );
     assert_eq!(done["metadata"]["call_id"], "abc@test");
-    assert!(done["events"][2]["detail"].as_str().unwrap_or_default().contains("busy"), "{done:#}");
+    assert!(
+        done["events"][2]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("busy"),
+        "{done:#}"
+    );
     assert_eq!(sms.sent.lock().expect("lock").len(), 3);
     gw.stop().await;
 }
@@ -289,7 +360,13 @@ async fn permanent_failure_and_retries_exhausted_fail() {
     let sms = TestAdapter::new(
         "upstream-a",
         Channel::Sms,
-        vec![Step::Permanent("0x0000000B"), Step::Transient, Step::Transient, Step::Transient, Step::Transient],
+        vec![
+            Step::Permanent("0x0000000B"),
+            Step::Transient,
+            Step::Transient,
+            Step::Transient,
+            Step::Transient,
+        ],
     );
     let gw = gateway("", vec![sms.clone()]).await;
     let first = gw.send(json!({"to": "+14155550100", "text": "a"})).await;
@@ -298,7 +375,13 @@ async fn permanent_failure_and_retries_exhausted_fail() {
     let second = gw.send(json!({"to": "+14155550101", "text": "b"})).await;
     let exhausted = gw.until(&second, "failed").await;
     assert_eq!(exhausted["error"]["code"], "busy");
-    assert!(exhausted["error"]["detail"].as_str().unwrap_or_default().contains("gave up after 4 attempts"), "{exhausted:#}");
+    assert!(
+        exhausted["error"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gave up after 4 attempts"),
+        "{exhausted:#}"
+    );
     gw.stop().await;
 }
 
@@ -308,13 +391,20 @@ async fn a_report_before_the_outcome_is_kept_and_applied() {
     let gw = gateway("", vec![sms.clone()]).await;
     let id = gw.send(json!({"to": "+14155550100", "text": "race"})).await;
     let delivered = gw.until(&id, "delivered").await;
-    assert_eq!(statuses(&delivered), ["queued", "sending", "sent", "delivered"]);
+    assert_eq!(
+        statuses(&delivered),
+        ["queued", "sending", "sent", "delivered"]
+    );
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn failover_on_failure_and_on_timeout() {
-    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Permanent("rejected"), Step::Sent]);
+    let sms = TestAdapter::new(
+        "upstream-a",
+        Channel::Sms,
+        vec![Step::Permanent("rejected"), Step::Sent],
+    );
     let xmpp = TestAdapter::new("xmpp", Channel::Xmpp, vec![Step::Sent, Step::Sent]);
     let gw = gateway("", vec![sms.clone(), xmpp.clone()]).await;
 
@@ -325,7 +415,10 @@ async fn failover_on_failure_and_on_timeout() {
     let sent = gw.until(&id, "sent").await;
     assert_eq!(sent["to"], "xmpp:alice@example.org");
     assert_eq!(sent["channel"], "xmpp");
-    assert_eq!(statuses(&sent), ["queued", "sending", "failed", "queued", "sending", "sent"]);
+    assert_eq!(
+        statuses(&sent),
+        ["queued", "sending", "failed", "queued", "sending", "sent"]
+    );
 
     // Sent on SMS but not delivered within a second: on to XMPP.
     let id = gw
@@ -333,10 +426,16 @@ async fn failover_on_failure_and_on_timeout() {
         .await;
     gw.until(&id, "sent").await;
     let moved = gw.until(&id, "queued").await;
-    assert!(statuses(&moved).contains(&"undelivered".to_owned()), "{moved:#}");
+    assert!(
+        statuses(&moved).contains(&"undelivered".to_owned()),
+        "{moved:#}"
+    );
     let sent = gw.until(&id, "sent").await;
     assert_eq!(sent["to"], "xmpp:bob@example.org");
-    assert_eq!(xmpp.sent_to(), ["xmpp:alice@example.org", "xmpp:bob@example.org"]);
+    assert_eq!(
+        xmpp.sent_to(),
+        ["xmpp:alice@example.org", "xmpp:bob@example.org"]
+    );
     gw.stop().await;
 }
 
@@ -345,7 +444,9 @@ async fn validity_expires_while_the_connector_is_down() {
     let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
     sms.up.store(false, Ordering::SeqCst);
     let gw = gateway("", vec![sms.clone()]).await;
-    let id = gw.send(json!({"to": "+14155550100", "text": "x", "validity_seconds": 1})).await;
+    let id = gw
+        .send(json!({"to": "+14155550100", "text": "x", "validity_seconds": 1}))
+        .await;
     let expired = gw.until(&id, "expired").await;
     assert_eq!(expired["error"]["code"], "expired");
     assert!(sms.sent_to().is_empty());
@@ -358,7 +459,9 @@ async fn scheduled_and_canceled_messages() {
     sms.up.store(false, Ordering::SeqCst);
     let gw = gateway("", vec![sms.clone()]).await;
     // Queued while the connector is down, then canceled: never sent.
-    let canceled = gw.send(json!({"to": "+14155550100", "text": "never"})).await;
+    let canceled = gw
+        .send(json!({"to": "+14155550100", "text": "never"}))
+        .await;
     let request = Request::delete(format!("/v1/messages/{canceled}"))
         .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
         .body(Body::empty())
@@ -366,14 +469,22 @@ async fn scheduled_and_canceled_messages() {
     assert_eq!(gw.call(request).await.0, StatusCode::OK);
     // Scheduled: not sent before its time.
     let at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
-    let scheduled = gw.send(json!({"to": "+14155550101", "text": "later", "send_at": at.to_rfc3339()})).await;
+    let scheduled = gw
+        .send(json!({"to": "+14155550101", "text": "later", "send_at": at.to_rfc3339()}))
+        .await;
     sms.up.store(true, Ordering::SeqCst);
     let sent = gw.until(&scheduled, "sent").await;
-    let sending_at: chrono::DateTime<chrono::Utc> =
-        sent["events"][1]["at"].as_str().expect("at").parse().expect("time");
+    let sending_at: chrono::DateTime<chrono::Utc> = sent["events"][1]["at"]
+        .as_str()
+        .expect("at")
+        .parse()
+        .expect("time");
     assert!(sending_at >= at, "sent at {sending_at}, scheduled for {at}");
     assert_eq!(sms.sent_to(), ["+14155550101"]);
-    assert_eq!(gw.get(&format!("/v1/messages/{canceled}")).await["status"], "canceled");
+    assert_eq!(
+        gw.get(&format!("/v1/messages/{canceled}")).await["status"],
+        "canceled"
+    );
     gw.stop().await;
 }
 
@@ -410,7 +521,12 @@ connector = "upstream-b"
     let failed = gw.until(&lost, "failed").await;
     assert_eq!(failed["error"]["code"], "no_route");
     let connectors = gw.get("/v1/connectors").await;
-    let names: Vec<_> = connectors["data"].as_array().expect("data").iter().map(|c| c["name"].clone()).collect();
+    let names: Vec<_> = connectors["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
     assert_eq!(names, [json!("upstream-a"), json!("upstream-b")]);
     assert_eq!(connectors["data"][1]["accepted"], 1);
     let table = gw.get("/v1/routes").await;
@@ -425,7 +541,10 @@ async fn a_connector_never_has_more_in_flight_than_its_concurrency() {
     let gw = gateway("", vec![adapter.clone()]).await;
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(gw.send(json!({"to": format!("+1415555{i:04}"), "text": "x"})).await);
+        ids.push(
+            gw.send(json!({"to": format!("+1415555{i:04}"), "text": "x"}))
+                .await,
+        );
     }
     for id in &ids {
         gw.until(id, "sent").await;
@@ -454,7 +573,13 @@ async fn an_interrupted_attempt_is_taken_again_after_its_lease() {
     let second = gateway_at(&url, "", vec![ok.clone()], Some(dir)).await;
     let sent = second.until(&id, "sent").await;
     assert_eq!(statuses(&sent), ["queued", "sending", "sending", "sent"]);
-    assert!(sent["events"][2]["detail"].as_str().unwrap_or_default().contains("interrupted"), "{sent:#}");
+    assert!(
+        sent["events"][2]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{sent:#}"
+    );
     assert_eq!(ok.sent_to(), ["+14155550100"]);
     second.stop().await;
 }
@@ -475,12 +600,26 @@ async fn postgres_dispatch_retries_fails_over_and_applies_reports() {
         .expect("schema");
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Transient, Step::ReportFirst, Step::Permanent("gone")]);
+    let sms = TestAdapter::new(
+        "upstream-a",
+        Channel::Sms,
+        vec![Step::Transient, Step::ReportFirst, Step::Permanent("gone")],
+    );
     let xmpp = TestAdapter::new("xmpp", Channel::Xmpp, vec![]);
     let gw = gateway_at(&url, "", vec![sms.clone(), xmpp.clone()], None).await;
     let first = gw.send(json!({"to": "+14155550100", "text": "a"})).await;
     let delivered = gw.until(&first, "delivered").await;
-    assert_eq!(statuses(&delivered), ["queued", "sending", "queued", "sending", "sent", "delivered"]);
+    assert_eq!(
+        statuses(&delivered),
+        [
+            "queued",
+            "sending",
+            "queued",
+            "sending",
+            "sent",
+            "delivered"
+        ]
+    );
     let second = gw
         .send(json!({"to": "+14155550101", "text": "b", "failover": [{"to": "xmpp:carol@example.org", "after_seconds": 30}]}))
         .await;
@@ -496,6 +635,11 @@ fn uuid_hex() -> String {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or_default());
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default(),
+    );
     h.finish()
 }

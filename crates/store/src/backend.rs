@@ -119,7 +119,8 @@ impl Store {
     /// Takes due outbound work (see [`Claim`]): messages routed and marked `sending`
     /// under a lease, in one transaction.
     pub async fn claim(&self, claim: Claim) -> Result<Vec<Claimed>, StoreError> {
-        self.write(|reply| WriteOp::Claim(Box::new(claim), reply)).await
+        self.write(|reply| WriteOp::Claim(Box::new(claim), reply))
+            .await
     }
 
     /// Records what became of an attempt to send message `id` through `connector`.
@@ -142,7 +143,8 @@ impl Store {
     /// Applies a delivery report from the far side, or keeps it until the message it
     /// refers to is known.
     pub async fn report(&self, report: Report) -> Result<ReportOutcome, StoreError> {
-        self.write(|reply| WriteOp::Report(Box::new(report), reply)).await
+        self.write(|reply| WriteOp::Report(Box::new(report), reply))
+            .await
     }
 
     /// Notified after every commit of the writer: workers wait on it instead of polling.
@@ -318,10 +320,15 @@ async fn start_writer(
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ = ready.send(Err(StoreError::Write(format!("cannot start the writer: {e}"))));
+                    let _ = ready.send(Err(StoreError::Write(format!(
+                        "cannot start the writer: {e}"
+                    ))));
                     return;
                 }
             };

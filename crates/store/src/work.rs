@@ -28,7 +28,11 @@ pub(crate) enum OutboxOp {
     /// Due at `due` (µs) for `kind` (`send` or `failover`), with no lease.
     Schedule { kind: &'static str, due: i64 },
     /// Taken by `owner` until `until` (µs); this is attempt `attempts`.
-    Lease { owner: String, until: i64, attempts: i64 },
+    Lease {
+        owner: String,
+        until: i64,
+        attempts: i64,
+    },
     /// Look again at `due` (µs), keeping everything else.
     Defer { due: i64 },
 }
@@ -80,7 +84,8 @@ impl Work {
         }
         message.status = status;
         message.updated_at = from_micros(at);
-        self.events.push(EventRecord::new(message, status, at, detail));
+        self.events
+            .push(EventRecord::new(message, status, at, detail));
         self.dirty.insert(id.to_owned());
         true
     }
@@ -88,7 +93,14 @@ impl Work {
     /// After a failure (`failed`, `undelivered`, `expired`) of the destination in
     /// flight: on to the next failover step if there is one (back to `queued`, due
     /// now), else the message keeps the failure and leaves the outbox.
-    fn fail_or_failover(&mut self, id: &str, status: MessageStatus, code: &str, detail: &str, at: i64) {
+    fn fail_or_failover(
+        &mut self,
+        id: &str,
+        status: MessageStatus,
+        code: &str,
+        detail: &str,
+        at: i64,
+    ) {
         if !self.change(id, status, at, Some(format!("{code}: {detail}"))) {
             return;
         }
@@ -118,12 +130,24 @@ impl Work {
                 m.connector = None;
                 m.upstream_id = None;
             }
-            self.outbox.insert(id.to_owned(), OutboxOp::Schedule { kind: "send", due: at });
+            self.outbox.insert(
+                id.to_owned(),
+                OutboxOp::Schedule {
+                    kind: "send",
+                    due: at,
+                },
+            );
         }
     }
 
     /// Cancels a tenant's message while it is queued.
-    pub fn cancel(&mut self, tenant: &str, id: &str, detail: Option<String>, now: i64) -> CancelOutcome {
+    pub fn cancel(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        detail: Option<String>,
+        now: i64,
+    ) -> CancelOutcome {
         match self.loaded.get(id) {
             Some(loaded) if loaded.message.tenant == tenant => {
                 let status = loaded.message.status;
@@ -140,7 +164,12 @@ impl Work {
 
     /// Handles the due outbox rows a claim selected (their messages loaded): expires,
     /// checks failover deadlines, routes and leases.
-    pub fn claim(&mut self, claim: &Claim, due: Vec<(String, String, i64)>, now: i64) -> Vec<Claimed> {
+    pub fn claim(
+        &mut self,
+        claim: &Claim,
+        due: Vec<(String, String, i64)>,
+        now: i64,
+    ) -> Vec<Claimed> {
         let lease_until = now + i64::try_from(claim.lease.as_micros()).unwrap_or(i64::MAX / 2);
         let mut claimed = Vec::new();
         for (id, kind, attempts) in due {
@@ -151,9 +180,20 @@ impl Work {
             let status = loaded.message.status;
             if kind == "failover" {
                 if status == MessageStatus::Sent {
-                    let after = loaded.message.failover.get(loaded.step).map(|s| s.after_seconds).unwrap_or_default();
+                    let after = loaded
+                        .message
+                        .failover
+                        .get(loaded.step)
+                        .map(|s| s.after_seconds)
+                        .unwrap_or_default();
                     let detail = format!("not delivered within {after} s");
-                    self.fail_or_failover(&id, MessageStatus::Undelivered, "failover_timeout", &detail, now);
+                    self.fail_or_failover(
+                        &id,
+                        MessageStatus::Undelivered,
+                        "failover_timeout",
+                        &detail,
+                        now,
+                    );
                 } else {
                     self.outbox.insert(id, OutboxOp::Delete);
                 }
@@ -163,7 +203,11 @@ impl Work {
                 self.outbox.insert(id, OutboxOp::Delete);
                 continue;
             }
-            if loaded.message.expires_at.is_some_and(|at| to_micros(at) <= now) {
+            if loaded
+                .message
+                .expires_at
+                .is_some_and(|at| to_micros(at) <= now)
+            {
                 let detail = "validity ran out before it was sent";
                 self.change(&id, MessageStatus::Expired, now, Some(detail.into()));
                 if let Some(loaded) = self.loaded.get_mut(&id) {
@@ -176,13 +220,22 @@ impl Work {
                 continue;
             }
             match (claim.decide)(&loaded.message) {
-                Dispatch::Send { connector, to, channel } => {
+                Dispatch::Send {
+                    connector,
+                    to,
+                    channel,
+                } => {
                     let attempt = attempts + 1;
                     let detail = format!("attempt {attempt} through {connector}");
                     if status == MessageStatus::Sending {
                         // The worker that held it stopped before recording an outcome.
                         let note = format!("{detail}, after an interrupted attempt");
-                        self.events.push(EventRecord::new(&loaded.message, MessageStatus::Sending, now, Some(note)));
+                        self.events.push(EventRecord::new(
+                            &loaded.message,
+                            MessageStatus::Sending,
+                            now,
+                            Some(note),
+                        ));
                     } else {
                         self.change(&id, MessageStatus::Sending, now, Some(detail));
                     }
@@ -233,10 +286,18 @@ impl Work {
             return;
         }
         match result {
-            AttemptResult::Accepted { upstream_id, status, metadata } => {
+            AttemptResult::Accepted {
+                upstream_id,
+                status,
+                metadata,
+            } => {
                 loaded.message.upstream_id = upstream_id.clone();
                 loaded.message.metadata.extend(metadata);
-                let deadline = loaded.message.failover.get(loaded.step).map(|s| s.after_seconds);
+                let deadline = loaded
+                    .message
+                    .failover
+                    .get(loaded.step)
+                    .map(|s| s.after_seconds);
                 let via = match &upstream_id {
                     Some(u) => format!("accepted by {connector} as {u}"),
                     None => format!("accepted by {connector}"),
@@ -246,7 +307,10 @@ impl Work {
                 let op = match deadline {
                     Some(after) if status == MessageStatus::Sent => {
                         let after = i64::try_from(after).unwrap_or(i64::MAX / 2_000_000);
-                        OutboxOp::Schedule { kind: "failover", due: now + after * 1_000_000 }
+                        OutboxOp::Schedule {
+                            kind: "failover",
+                            due: now + after * 1_000_000,
+                        }
                     }
                     _ => OutboxOp::Delete,
                 };
@@ -257,7 +321,9 @@ impl Work {
                     for report in early {
                         self.early_done.push(report.seq);
                         if let Ok(status) = report.status.parse::<MessageStatus>() {
-                            let error = report.error_code.map(|c| (c, report.error_detail.unwrap_or_default()));
+                            let error = report
+                                .error_code
+                                .map(|c| (c, report.error_detail.unwrap_or_default()));
                             self.apply_report(id, status, error, report.at);
                         }
                     }
@@ -269,7 +335,13 @@ impl Work {
                     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                 );
                 self.change(id, MessageStatus::Queued, now, Some(note));
-                self.outbox.insert(id.to_owned(), OutboxOp::Schedule { kind: "send", due: to_micros(at) });
+                self.outbox.insert(
+                    id.to_owned(),
+                    OutboxOp::Schedule {
+                        kind: "send",
+                        due: to_micros(at),
+                    },
+                );
             }
             AttemptResult::Failed { code, detail } => {
                 self.fail_or_failover(id, MessageStatus::Failed, &code, &detail, now);
@@ -278,7 +350,13 @@ impl Work {
     }
 
     /// Applies a report's status to a loaded message; whether it changed anything.
-    fn apply_report(&mut self, id: &str, status: MessageStatus, error: Option<(String, String)>, at: i64) -> bool {
+    fn apply_report(
+        &mut self,
+        id: &str,
+        status: MessageStatus,
+        error: Option<(String, String)>,
+        at: i64,
+    ) -> bool {
         let Some(loaded) = self.loaded.get(id) else {
             return false;
         };
@@ -287,7 +365,12 @@ impl Work {
         }
         match status {
             MessageStatus::Undelivered | MessageStatus::Expired => {
-                let (code, detail) = error.unwrap_or_else(|| (status.as_str().to_owned(), "reported by the far side".to_owned()));
+                let (code, detail) = error.unwrap_or_else(|| {
+                    (
+                        status.as_str().to_owned(),
+                        "reported by the far side".to_owned(),
+                    )
+                });
                 self.fail_or_failover(id, status, &code, &detail, at);
             }
             _ => {

@@ -15,8 +15,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::StoreError;
 use crate::backend::{Pool, on_pool};
 use crate::rows::{MessageRow, to_json};
-use crate::work::{EarlyReport, Loaded, OutboxOp, Work};
 use crate::time::to_micros;
+use crate::work::{EarlyReport, Loaded, OutboxOp, Work};
 
 /// A message to store.
 #[derive(Debug, Clone)]
@@ -221,11 +221,23 @@ impl WriteOp {
 
 /// An answer held back until the transaction commits.
 enum Pending {
-    Insert(oneshot::Sender<Result<InsertOutcome, StoreError>>, InsertOutcome),
-    Cancel(oneshot::Sender<Result<CancelOutcome, StoreError>>, CancelOutcome),
-    Claim(oneshot::Sender<Result<Vec<Claimed>, StoreError>>, Vec<Claimed>),
+    Insert(
+        oneshot::Sender<Result<InsertOutcome, StoreError>>,
+        InsertOutcome,
+    ),
+    Cancel(
+        oneshot::Sender<Result<CancelOutcome, StoreError>>,
+        CancelOutcome,
+    ),
+    Claim(
+        oneshot::Sender<Result<Vec<Claimed>, StoreError>>,
+        Vec<Claimed>,
+    ),
     Outcome(oneshot::Sender<Result<(), StoreError>>),
-    Report(oneshot::Sender<Result<ReportOutcome, StoreError>>, ReportOutcome),
+    Report(
+        oneshot::Sender<Result<ReportOutcome, StoreError>>,
+        ReportOutcome,
+    ),
 }
 
 impl Pending {
@@ -265,7 +277,12 @@ pub(crate) struct EventRecord {
 }
 
 impl EventRecord {
-    pub(crate) fn new(message: &Message, status: MessageStatus, at: i64, detail: Option<String>) -> Self {
+    pub(crate) fn new(
+        message: &Message,
+        status: MessageStatus,
+        at: i64,
+        detail: Option<String>,
+    ) -> Self {
         EventRecord {
             message_id: message.id.to_string(),
             tenant: message.tenant.clone(),
@@ -526,24 +543,33 @@ macro_rules! classify_insert {
                 let id = (new.message.tenant.clone(), key.key.clone());
                 let seen = match keys.get(&id) {
                     Some(found) => Some(found.clone()),
-                    None => sqlx::query_as::<_, (String, String, String)>(
-                        "SELECT request_hash, message_id, response \
+                    None => {
+                        sqlx::query_as::<_, (String, String, String)>(
+                            "SELECT request_hash, message_id, response \
                          FROM idempotency_keys WHERE tenant = $1 AND key = $2",
-                    )
-                    .bind(&id.0)
-                    .bind(&id.1)
-                    .fetch_optional($exec)
-                    .await?,
+                        )
+                        .bind(&id.0)
+                        .bind(&id.1)
+                        .fetch_optional($exec)
+                        .await?
+                    }
                 };
                 match seen {
                     Some((hash, message_id, response)) if hash == key.request_hash => {
-                        InsertOutcome::Replayed { message_id, response }
+                        InsertOutcome::Replayed {
+                            message_id,
+                            response,
+                        }
                     }
                     Some((_, message_id, _)) => InsertOutcome::KeyReused { message_id },
                     None => {
                         keys.insert(
                             id,
-                            (key.request_hash.clone(), new.message.id.to_string(), key.response.clone()),
+                            (
+                                key.request_hash.clone(),
+                                new.message.id.to_string(),
+                                key.response.clone(),
+                            ),
                         );
                         InsertOutcome::Created
                     }
@@ -593,7 +619,6 @@ macro_rules! push_messages {
 }
 use push_messages;
 
-
 /// Appends the insert of a chunk's outbox rows to `$q`; false when none is to be sent.
 macro_rules! push_outbox {
     ($q:expr, $chunk:expr) => {{
@@ -603,7 +628,8 @@ macro_rules! push_outbox {
             $q.push("INSERT INTO outbox (message_id, due_at) ");
             $q.push_values(queued, |mut b, new| {
                 let due = new.message.send_at.unwrap_or(new.message.created_at);
-                b.push_bind(new.message.id.as_str()).push_bind(to_micros(due));
+                b.push_bind(new.message.id.as_str())
+                    .push_bind(to_micros(due));
             });
         }
         any
@@ -694,7 +720,10 @@ use push_fanout;
 /// Reads the messages with these ids (those not read yet) into the work.
 macro_rules! load_many {
     ($tx:expr, $work:expr, $ids:expr) => {{
-        let ids: Vec<String> = $ids.into_iter().filter(|id| !$work.loaded.contains_key(id)).collect();
+        let ids: Vec<String> = $ids
+            .into_iter()
+            .filter(|id| !$work.loaded.contains_key(id))
+            .collect();
         for chunk in ids.chunks(500) {
             let mut q = QueryBuilder::new("SELECT * FROM messages WHERE id IN (");
             let mut list = q.separated(", ");
@@ -706,7 +735,9 @@ macro_rules! load_many {
             for row in rows {
                 let step = usize::try_from(row.failover_step).unwrap_or_default();
                 let message = row.into_message()?;
-                $work.loaded.insert(message.id.to_string(), Loaded { message, step });
+                $work
+                    .loaded
+                    .insert(message.id.to_string(), Loaded { message, step });
             }
         }
     }};
@@ -731,7 +762,9 @@ macro_rules! load_by_upstream {
                 }
                 let step = usize::try_from(row.failover_step).unwrap_or_default();
                 let message = row.into_message()?;
-                $work.loaded.insert(message.id.to_string(), Loaded { message, step });
+                $work
+                    .loaded
+                    .insert(message.id.to_string(), Loaded { message, step });
             }
         }
     }};
@@ -752,16 +785,27 @@ macro_rules! load_early {
                 list.push_bind(id.as_str());
             }
             q.push(") ORDER BY seq");
-            let rows: Vec<(i64, String, String, String, i64, Option<String>, Option<String>)> =
-                q.build_query_as().fetch_all(&mut *$tx).await?;
+            let rows: Vec<(
+                i64,
+                String,
+                String,
+                String,
+                i64,
+                Option<String>,
+                Option<String>,
+            )> = q.build_query_as().fetch_all(&mut *$tx).await?;
             for (seq, connector, upstream_id, status, at, error_code, error_detail) in rows {
-                $work.early.entry((connector, upstream_id)).or_default().push(EarlyReport {
-                    seq,
-                    status,
-                    at,
-                    error_code,
-                    error_detail,
-                });
+                $work
+                    .early
+                    .entry((connector, upstream_id))
+                    .or_default()
+                    .push(EarlyReport {
+                        seq,
+                        status,
+                        at,
+                        error_code,
+                        error_detail,
+                    });
             }
         }
     }};

@@ -42,7 +42,11 @@ pub struct RouteList {
     security(("api_key" = []))
 )]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<ConnectorList> {
-    let mut data: Vec<ConnectorView> = state.connectors.iter().map(|c| state.connectors.view(c)).collect();
+    let mut data: Vec<ConnectorView> = state
+        .connectors
+        .iter()
+        .map(|c| state.connectors.view(c))
+        .collect();
     for info in state.routes.connectors() {
         if state.connectors.get(&info.name).is_none() {
             data.push(ConnectorView {
