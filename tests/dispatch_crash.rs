@@ -5,12 +5,15 @@
 //! to a TCP peer this test runs).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
+
+use common::Gateway;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "sk_crash_test_key";
@@ -50,70 +53,19 @@ fn sink(answer: Arc<AtomicBool>) -> (String, mpsc::Receiver<String>) {
     (addr, received)
 }
 
-struct Gateway {
-    child: Child,
-    addr: String,
+fn start(config: &std::path::Path, sink: &str) -> Gateway {
+    Gateway::start(
+        &harness(),
+        &[config.as_os_str()],
+        &[("SINK_ADDR", sink)],
+        KEY,
+    )
 }
 
-impl Gateway {
-    fn start(config: &std::path::Path, sink: &str) -> Gateway {
-        let mut child = Command::new(harness())
-            .arg(config)
-            .env("SINK_ADDR", sink)
-            .env("SWITCHBOARD_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the harness: `cargo test -p switchboard` builds it as an example");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("exited before listening")
-                .expect("stdout");
-            if let Some(rest) = line.strip_prefix("switchboard: REST API listening on http://") {
-                break rest.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Gateway { child, addr }
-    }
-
-    fn request(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        (status, serde_json::from_str(body).unwrap_or_default())
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A request whose answer is JSON.
+fn call(gateway: &Gateway, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, body) = gateway.request(method, path, body);
+    (status, serde_json::from_str(&body).unwrap_or_default())
 }
 
 #[test]
@@ -133,10 +85,11 @@ fn kill_9_during_dispatch_loses_nothing_and_resumes() {
     let answer = Arc::new(AtomicBool::new(false));
     let (sink_addr, received) = sink(answer.clone());
 
-    let gateway = Gateway::start(&config, &sink_addr);
+    let gateway = start(&config, &sink_addr);
     let mut accepted = Vec::new();
     for i in 0..20 {
-        let (status, message) = gateway.request(
+        let (status, message) = call(
+            &gateway,
             "POST",
             "/v1/messages",
             &format!(r#"{{"to": "+1415555{i:04}", "text": "crash {i}"}}"#),
@@ -151,7 +104,7 @@ fn kill_9_during_dispatch_loses_nothing_and_resumes() {
     gateway.kill_9();
 
     answer.store(true, Ordering::SeqCst);
-    let gateway = Gateway::start(&config, &sink_addr);
+    let gateway = start(&config, &sink_addr);
     let mut seen: HashMap<String, usize> = HashMap::new();
     while seen.len() < accepted.len() {
         let id = received
@@ -170,7 +123,7 @@ fn kill_9_during_dispatch_loses_nothing_and_resumes() {
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in &accepted {
         loop {
-            let (status, message) = gateway.request("GET", &format!("/v1/messages/{id}"), "");
+            let (status, message) = call(&gateway, "GET", &format!("/v1/messages/{id}"), "");
             assert_eq!(status, 200);
             if message["status"] == "sent" {
                 let sending = message["events"]

@@ -425,7 +425,7 @@ pub(crate) async fn run(
                             _ => None,
                         })
                         .collect();
-                    load_many!(tx, work, ids);
+                    load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
                     let upstream: Vec<String> = rest
                         .iter()
                         .filter_map(|op| match op {
@@ -454,7 +454,7 @@ pub(crate) async fn run(
                     // Reports name their messages by upstream id.
                     if !reports.is_empty() {
                         let upstream: Vec<String> = reports.iter().map(|(r, _)| r.upstream_id.clone()).collect();
-                        load_by_upstream!(tx, work, upstream);
+                        load_where!(tx, work, "upstream_id", upstream);
                         for (report, reply) in reports {
                             let outcome = work.report(*report, now);
                             pending.push(Pending::Report(reply, outcome));
@@ -468,7 +468,7 @@ pub(crate) async fn run(
                         }
                         let due = select_due!(tx, &claim, now, postgres);
                         let ids: Vec<String> = due.iter().map(|(id, _, _)| id.clone()).collect();
-                        load_many!(tx, work, ids);
+                        load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
                         let claimed = work.claim(&claim, due, now);
                         pending.push(Pending::Claim(reply, claimed));
                     }
@@ -717,42 +717,17 @@ macro_rules! push_fanout {
 }
 use push_fanout;
 
-/// Reads the messages with these ids (those not read yet) into the work.
-macro_rules! load_many {
-    ($tx:expr, $work:expr, $ids:expr) => {{
-        let ids: Vec<String> = $ids
-            .into_iter()
-            .filter(|id| !$work.loaded.contains_key(id))
-            .collect();
-        for chunk in ids.chunks(500) {
-            let mut q = QueryBuilder::new("SELECT * FROM messages WHERE id IN (");
+/// Reads the messages whose `$column` is one of `$values` (and that are not read yet)
+/// into the work.
+macro_rules! load_where {
+    ($tx:expr, $work:expr, $column:literal, $values:expr) => {{
+        let values: Vec<String> = $values;
+        for chunk in values.chunks(500) {
+            let mut q =
+                QueryBuilder::new(concat!("SELECT * FROM messages WHERE ", $column, " IN ("));
             let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
-            }
-            q.push(")");
-            let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *$tx).await?;
-            for row in rows {
-                let step = usize::try_from(row.failover_step).unwrap_or_default();
-                let message = row.into_message()?;
-                $work
-                    .loaded
-                    .insert(message.id.to_string(), Loaded { message, step });
-            }
-        }
-    }};
-}
-use load_many;
-
-/// Reads the messages with these upstream ids (those not read yet) into the work.
-macro_rules! load_by_upstream {
-    ($tx:expr, $work:expr, $upstream:expr) => {{
-        let upstream: Vec<String> = $upstream;
-        for chunk in upstream.chunks(500) {
-            let mut q = QueryBuilder::new("SELECT * FROM messages WHERE upstream_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
+            for value in chunk {
+                list.push_bind(value.as_str());
             }
             q.push(")");
             let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *$tx).await?;
@@ -769,7 +744,7 @@ macro_rules! load_by_upstream {
         }
     }};
 }
-use load_by_upstream;
+use load_where;
 
 /// Reads the reports kept for these upstream ids into the work.
 macro_rules! load_early {

@@ -255,12 +255,7 @@ fn build_message(
         }
     }
     let (Some(to), Some(channel), true) = (to, channel, errors.is_empty()) else {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ApiError::Validation(detail, errors));
+        return Err(ApiError::Validation(FieldError::summary(&errors), errors));
     };
     let (segments, encoding) = if channel == Channel::Sms {
         let encoding = choose_encoding(&request.text);
@@ -606,12 +601,7 @@ fn list_query(params: &HashMap<String, String>) -> Result<(ListQuery, String), A
     }
     if !errors.is_empty() {
         errors.sort_by(|a, b| a.field.cmp(&b.field));
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ApiError::BadRequest(detail, errors));
+        return Err(ApiError::BadRequest(FieldError::summary(&errors), errors));
     }
     let mut filters: Vec<_> = params
         .iter()

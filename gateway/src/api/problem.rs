@@ -35,6 +35,15 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// Every error as `field: message`, for a problem's `detail`.
+    pub fn summary(errors: &[FieldError]) -> String {
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// An error on `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
         FieldError {

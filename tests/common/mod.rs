@@ -1,0 +1,101 @@
+//! A gateway process for end-to-end tests: started from a binary, spoken to over plain
+//! HTTP/1.1, killed with SIGKILL.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The line a gateway prints once its REST API listens.
+const LISTENING: &str = "switchboard: REST API listening on http://";
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    addr: String,
+    key: String,
+}
+
+impl Gateway {
+    /// Starts `program` with `args` and `env`, and waits until it listens.
+    pub fn start(
+        program: &Path,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+        key: &str,
+    ) -> Gateway {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("SWITCHBOARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the gateway exited before listening")
+                .expect("read stdout");
+            if let Some(rest) = line.strip_prefix(LISTENING) {
+                break rest.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Gateway {
+            child,
+            addr,
+            key: key.to_owned(),
+        }
+    }
+
+    /// One request on a fresh connection: the status and the body.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            self.key,
+            body.len()
+        )
+        .expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// SIGKILL: no shutdown, no flush; only what is on disk survives.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
