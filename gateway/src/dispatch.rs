@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::Rng;
 use switchboard_adapter::{BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport};
-use switchboard_model::{Address, Direction, Message};
+use switchboard_model::{Address, Channel, Direction, Message};
 use switchboard_router::{AddressBook, Decision, RouteRequest, RouteTable};
 use switchboard_store::{AttemptResult, Claim, Claimed, Dispatch, Report, Store};
 use tokio::sync::watch;
@@ -49,6 +49,11 @@ pub fn decide(
     connectors: &Connectors,
     message: &Message,
 ) -> Dispatch {
+    // A connector chosen already (by an inbound route that bridged the message) stands.
+    if let Some(connector) = &message.connector {
+        let (to, channel) = (message.to.clone(), message.channel);
+        return through(connectors, message, connector.clone(), to, channel);
+    }
     let to = match Address::parse_for(message.channel, &message.to) {
         Ok(to) => to,
         Err(e) => {
@@ -67,25 +72,10 @@ pub fn decide(
         arrived_on: None,
     };
     match routes.decide(&request, tenants) {
-        Decision::Send { connector, to, .. } => match connectors.get(&connector) {
-            Some(c) if c.adapter.state() == ConnectorState::Bound => {
-                // Take one of the connector's send slots now, so that a message is
-                // marked `sending` only when it can go at once.
-                match c.permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        connectors.hold(message.id.to_string(), permit);
-                        Dispatch::Send {
-                            connector,
-                            channel: to.channel(),
-                            to: to.into_string(),
-                        }
-                    }
-                    Err(_) => Dispatch::Wait(CONNECTOR_BUSY_WAIT),
-                }
-            }
-            // Configured but down (or its adapter is not running): it waits.
-            _ => Dispatch::Wait(CONNECTOR_DOWN_WAIT),
-        },
+        Decision::Send { connector, to, .. } => {
+            let channel = to.channel();
+            through(connectors, message, connector, to.into_string(), channel)
+        }
         Decision::Fail { code, detail } => Dispatch::Fail {
             code: code.as_str().to_owned(),
             detail,
@@ -94,6 +84,34 @@ pub fn decide(
             code: "no_route".into(),
             detail: format!("no connector sends to {}", message.to),
         },
+    }
+}
+
+/// Sends through `connector` if it is up and has a free send slot (taken now, so that a
+/// message is marked `sending` only when it can go at once); else the message waits.
+fn through(
+    connectors: &Connectors,
+    message: &Message,
+    connector: String,
+    to: String,
+    channel: Channel,
+) -> Dispatch {
+    match connectors.get(&connector) {
+        Some(c) if c.adapter.state() == ConnectorState::Bound => {
+            match c.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    connectors.hold(message.id.to_string(), permit);
+                    Dispatch::Send {
+                        connector,
+                        to,
+                        channel,
+                    }
+                }
+                Err(_) => Dispatch::Wait(CONNECTOR_BUSY_WAIT),
+            }
+        }
+        // Configured but down (or its adapter is not running): it waits.
+        _ => Dispatch::Wait(CONNECTOR_DOWN_WAIT),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod connectors;
 pub mod dispatch;
+pub mod ingest;
 pub mod metrics;
 pub mod rate;
 pub mod state;

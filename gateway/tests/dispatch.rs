@@ -643,3 +643,95 @@ fn rand_u64() -> u64 {
     );
     h.finish()
 }
+
+fn inbound(channel: Channel, from: &str, to: &str) -> switchboard_adapter::Inbound {
+    switchboard_adapter::Inbound {
+        channel,
+        connector: channel.as_str().into(),
+        tenant: "acme".into(),
+        from: from.into(),
+        to: to.into(),
+        text: "hello from outside".into(),
+        subject: None,
+        metadata: vec![("thread".into(), "t1".into())],
+        keep_unmatched: false,
+    }
+}
+
+#[tokio::test]
+async fn inbound_messages_are_received_bridged_or_refused() {
+    use switchboard_adapter::{Ingest, IngestOutcome};
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    let xmpp = TestAdapter::new("xmpp", Channel::Xmpp, vec![]);
+    let extra = r#"
+[[tenants]]
+id = "globex"
+api_keys = ["sk_globex_dispatch"]
+addresses = ["+15550100"]
+"#;
+    let gw = gateway(extra, vec![sms.clone(), xmpp.clone()]).await;
+    let ingest = switchboard::ingest::GatewayIngest(gw.state.clone());
+
+    // To an address a tenant owns: received by that tenant.
+    let owned = ingest
+        .receive(inbound(Channel::Sms, "+14155550123", "+15550100"))
+        .await
+        .expect("ingest");
+    let IngestOutcome::Received { id } = owned else {
+        panic!("{owned:?}")
+    };
+    let stored = gw
+        .state
+        .store
+        .get_message("globex", &id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(stored.status, MessageStatus::Received);
+    assert_eq!(
+        stored.metadata.get("source").map(String::as_str),
+        Some("sms")
+    );
+
+    // An XMPP user writing to an SMS number: bridged out through SMS for the listener's tenant.
+    let bridged = ingest
+        .receive(inbound(
+            Channel::Xmpp,
+            "xmpp:alice@example.org",
+            "+14155550100",
+        ))
+        .await
+        .expect("ingest");
+    let IngestOutcome::Forwarded { id } = bridged else {
+        panic!("{bridged:?}")
+    };
+    let sent = gw.until(&id, "sent").await;
+    assert_eq!(sent["tenant"], "acme");
+    assert_eq!(sent["from"], "xmpp:alice@example.org");
+    assert_eq!(sent["metadata"]["source"], "xmpp");
+    assert_eq!(sms.sent_to(), ["+14155550100"]);
+
+    // Same channel, nobody's address: refused in the channel's own way, or kept when asked.
+    let unknown = ingest
+        .receive(inbound(Channel::Sms, "+14155550123", "+14155559999"))
+        .await
+        .expect("ingest");
+    assert_eq!(unknown, IngestOutcome::Unknown);
+    let mut keep = inbound(Channel::Sms, "+14155550123", "+14155559999");
+    keep.keep_unmatched = true;
+    assert!(matches!(
+        ingest.receive(keep).await.expect("ingest"),
+        IngestOutcome::Received { .. }
+    ));
+
+    // Garbage: refused, never stored.
+    let bad = ingest
+        .receive(inbound(Channel::Sms, "+14155550123", "not an address!"))
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(bad, IngestOutcome::Refused { ref code, .. } if code == "invalid_address"),
+        "{bad:?}"
+    );
+    gw.stop().await;
+}

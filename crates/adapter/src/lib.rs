@@ -130,3 +130,60 @@ pub trait Adapter: Send + Sync {
         None
     }
 }
+
+/// A message that arrived from outside through a channel, before routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// The channel it came in on.
+    pub channel: Channel,
+    /// The listener or connector it came through (for logs and `metadata.source`).
+    pub connector: String,
+    /// The tenant of that listener or connector: the owner when no tenant owns `to`.
+    pub tenant: String,
+    /// The sender, as the channel gives it (normalised by the core).
+    pub from: String,
+    /// The destination, already translated to the address it means (an XMPP message to
+    /// `+14155550100@<component>` is for `+14155550100`).
+    pub to: String,
+    /// The body.
+    pub text: String,
+    /// Email or XMPP subject.
+    pub subject: Option<String>,
+    /// Channel details worth keeping (a SIP Call-ID, an XMPP thread, a Message-ID).
+    pub metadata: Vec<(String, String)>,
+    /// Keep a message to an address nobody owns as `received` for `tenant` instead of
+    /// refusing it (an SMPP `deliver_sm` from an upstream SMSC).
+    pub keep_unmatched: bool,
+}
+
+/// What the core did with an inbound message. Every outcome but `Refused` and `Unknown`
+/// is committed before it is returned, so the adapter may acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored as `received` for its tenant.
+    Received {
+        /// The message id.
+        id: String,
+    },
+    /// Stored and queued to leave through another channel (a bridge).
+    Forwarded {
+        /// The message id.
+        id: String,
+    },
+    /// Nobody owns the destination and no route takes it: refuse it in the channel's own
+    /// way (SIP 404, SMTP 550, XMPP item-not-found).
+    Unknown,
+    /// It cannot be taken (an address that does not parse, no route).
+    Refused {
+        /// Our code (`invalid_address`, `no_route`, ...).
+        code: String,
+        /// Words for a human.
+        detail: String,
+    },
+}
+
+/// The handle an adapter hands inbound messages to.
+pub trait Ingest: Send + Sync {
+    /// Routes and stores an inbound message; see [`IngestOutcome`].
+    fn receive(&self, inbound: Inbound) -> BoxFuture<'_, Result<IngestOutcome, String>>;
+}
