@@ -479,7 +479,11 @@ async fn scheduled_and_canceled_messages() {
         .expect("at")
         .parse()
         .expect("time");
-    assert!(sending_at >= at, "sent at {sending_at}, scheduled for {at}");
+    // Times are kept to the microsecond.
+    assert!(
+        sending_at.timestamp_micros() >= at.timestamp_micros(),
+        "sent at {sending_at}, scheduled for {at}"
+    );
     assert_eq!(sms.sent_to(), ["+14155550101"]);
     assert_eq!(
         gw.get(&format!("/v1/messages/{canceled}")).await["status"],

@@ -90,6 +90,9 @@ impl Store {
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
         let commits = Arc::new(AtomicU64::new(0));
         let changes = Arc::new(Notify::new());
+        if let Pool::Postgres(pg) = &pool {
+            tokio::spawn(listen(pg.clone(), changes.clone()));
+        }
         start_writer(
             writer_connect,
             queue,
@@ -360,6 +363,30 @@ async fn start_writer(
         })
         .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
     started.await.map_err(|_| StoreError::Closed)?
+}
+
+/// Turns commits of other gateway instances on the same PostgreSQL database (announced
+/// with NOTIFY) into wake-ups of this one's workers. Reconnects when the connection drops.
+async fn listen(pool: PgPool, changes: Arc<Notify>) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let listened: Result<std::convert::Infallible, sqlx::Error> = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(writer::CHANGES_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                changes.notify_waiters();
+            }
+        }
+        .await;
+        let Err(e) = listened;
+        if matches!(e, sqlx::Error::PoolClosed) {
+            return;
+        }
+        tracing::warn!(error = %e, "lost the PostgreSQL change notifications; reconnecting");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 fn create_dir(dir: &Path) -> Result<(), StoreError> {

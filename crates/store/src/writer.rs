@@ -294,6 +294,9 @@ impl EventRecord {
     }
 }
 
+/// The PostgreSQL notification channel commits are announced on.
+pub(crate) const CHANGES_CHANNEL: &str = "switchboard_changes";
+
 /// Rows to insert per statement: well under both backends' limits on bound values.
 /// Every row count up to this is a statement shape of its own; the writer's statement
 /// cache holds them all (see [`STATEMENT_CACHE`]), so a batch costs one round trip per
@@ -487,6 +490,14 @@ pub(crate) async fn run(
                         let mut q = QueryBuilder::new("");
                         push_keys!(q, keys);
                         q.build().execute(&mut *tx).await?;
+                    }
+                    if postgres {
+                        // Wake the dispatchers of other instances sharing this database
+                        // (delivered when, and only if, the transaction commits).
+                        sqlx::query("SELECT pg_notify($1, '')")
+                            .bind(CHANGES_CHANNEL)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     tx.commit().await?;
                     Ok::<(), StoreError>(())

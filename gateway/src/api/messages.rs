@@ -207,7 +207,11 @@ fn build_message(
             ));
         }
     }
-    let start = request.send_at.filter(|at| *at > now);
+    // Kept to the microsecond, as stored.
+    let start = request
+        .send_at
+        .and_then(|at| DateTime::from_timestamp_micros(at.timestamp_micros()))
+        .filter(|at| *at > now);
     if let Some(at) = start
         && at > now + Duration::days(365)
     {
