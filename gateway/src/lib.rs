@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod rate;
 pub mod state;
 pub mod tenants;
+pub mod webhooks;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -105,6 +106,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let dispatcher = dispatch::spawn(state.clone(), stopping.clone());
+    let webhooks = webhooks::spawn_worker(state.clone(), stopping.clone());
     let http = axum::serve(listener, api::app(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -112,6 +114,9 @@ pub async fn serve(
     let _ = stop.send(true);
     if let Err(e) = dispatcher.await {
         tracing::error!(error = %e, "the dispatcher failed");
+    }
+    if let Err(e) = webhooks.await {
+        tracing::error!(error = %e, "the webhook worker failed");
     }
     http
 }

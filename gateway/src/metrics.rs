@@ -35,6 +35,13 @@ pub struct AttemptLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a webhook delivery attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `delivered`, `gone`, `failed` or `refused`.
+    pub outcome: &'static str,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
@@ -45,6 +52,7 @@ pub struct Metrics {
     accepted: Family<ChannelLabels, Counter>,
     outbox_depth: Gauge,
     store_commits: Gauge,
+    webhook_attempts: Family<WebhookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,6 +113,12 @@ impl Metrics {
             "Transactions committed by the group-commit writer since start",
             store_commits.clone(),
         );
+        let webhook_attempts = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by outcome",
+            webhook_attempts.clone(),
+        );
         Metrics {
             attempts,
             accept_to_sent,
@@ -114,6 +128,7 @@ impl Metrics {
             accepted,
             outbox_depth,
             store_commits,
+            webhook_attempts,
         }
     }
 
@@ -146,6 +161,15 @@ impl Metrics {
             .get_or_create(&AttemptLabels {
                 connector: connector.to_owned(),
                 outcome,
+            })
+            .inc();
+    }
+
+    /// Records one webhook delivery attempt.
+    pub fn webhook_attempt(&self, outcome: switchboard_webhooks::Outcome) {
+        self.webhook_attempts
+            .get_or_create(&WebhookLabels {
+                outcome: outcome.as_str(),
             })
             .inc();
     }

@@ -11,6 +11,7 @@ mod error;
 mod listing;
 mod rows;
 mod time;
+mod webhooks;
 mod work;
 mod writer;
 
@@ -18,6 +19,10 @@ pub use backend::Store;
 pub use error::StoreError;
 pub use listing::ListQuery;
 pub use time::{from_micros, to_micros};
+pub use webhooks::{
+    AfterAttempt, AttemptRecord, Delivery, DeliveryAttempt, DeliveryState, DueDelivery,
+    Subscription,
+};
 pub use writer::{
     AttemptResult, CancelOutcome, Claim, Claimed, Decide, Dispatch, IdempotencyKey, InsertOutcome,
     NewMessage, Report, ReportOutcome,

@@ -357,8 +357,8 @@ pub(crate) async fn run(
             let result = if script {
                 // A batch of inserts on SQLite: the whole transaction is one script, one
                 // hand-off to the driver's thread. Keys are looked up first, outside the
-                // transaction: this writer is the database's only writer, so what it
-                // reads stays true until its commit.
+                // transaction: this writer is the only writer of messages and keys, so
+                // what it reads stays true until its commit.
                 async {
                     let mut inserts: Vec<Box<NewMessage>> = Vec::new();
                     let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
@@ -369,7 +369,7 @@ pub(crate) async fn run(
                         }
                         pending.push(Pending::Insert(reply, outcome));
                     }
-                    let mut q = QueryBuilder::new("BEGIN; ");
+                    let mut q = QueryBuilder::new("BEGIN IMMEDIATE; ");
                     for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
                         push_messages!(q, chunk);
                         q.push("; ");
@@ -399,7 +399,11 @@ pub(crate) async fn run(
                 .await
             } else {
                 async {
-                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    // On SQLite, take the write lock at BEGIN: the webhook bookkeeping writes
+                    // through other connections, and a deferred transaction that has read
+                    // cannot wait for the lock once another connection has written.
+                    let begin = if one_trip { "BEGIN IMMEDIATE" } else { "BEGIN" };
+                    let mut tx = sqlx::Connection::begin_with(&mut *conn, begin).await?;
                     let now = to_micros(Utc::now());
                     let mut work = Work::default();
                     let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();

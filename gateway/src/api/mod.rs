@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod messages;
 pub mod problem;
 pub mod system;
+pub mod webhooks;
 
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -35,6 +36,12 @@ use problem::ApiError;
         messages::list,
         messages::get,
         messages::cancel,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::delete,
+        webhooks::deliveries,
+        webhooks::retry,
         connectors::list,
         connectors::routes,
         system::healthz,
@@ -45,6 +52,7 @@ use problem::ApiError;
     modifiers(&BearerAuth),
     tags(
         (name = "messages", description = "Send, read, list and cancel messages"),
+        (name = "webhooks", description = "Signed event deliveries to your endpoints"),
         (name = "connectors", description = "Connectors and the route table"),
         (name = "system", description = "Health, readiness and metrics"),
     )
@@ -80,6 +88,16 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/messages/{id}",
             get(messages::get).delete(messages::cancel),
+        )
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry),
         )
         .route("/v1/connectors", get(connectors::list))
         .route("/v1/routes", get(connectors::routes))
