@@ -95,3 +95,87 @@ fn postgres_keeps_every_accepted_message_through_kill_9() {
     let sep = if base.contains('?') { '&' } else { '?' };
     survives_kill_9(&format!("{base}{sep}options=-c%20search_path%3D{schema}"));
 }
+
+/// A webhook receiver on a fixed port: answers 204 and passes on each body.
+fn receiver(listener: std::net::TcpListener) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (bodies, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                let _ = bodies.send(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    received
+}
+
+#[test]
+fn pending_webhook_deliveries_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}/db.sqlite\"\n\
+             [[tenants]]\nid = \"acme\"\napi_keys = [\"{KEY}\"]\n",
+            dir.path().display()
+        ),
+    )
+    .expect("config");
+    // Reserve a port for the receiver, and keep nothing listening on it for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+
+    let gateway = start(&config);
+    let (status, body) = gateway.request(
+        "POST",
+        "/v1/webhooks",
+        &format!(r#"{{"url": "http://127.0.0.1:{port}/hook", "events": ["*"]}}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = gateway.request(
+        "POST",
+        "/v1/messages",
+        r#"{"to": "+14155550100", "text": "announce me"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = id_of(&body);
+    // The receiver is down: the delivery is pending when the gateway dies.
+    gateway.kill_9();
+
+    let received =
+        receiver(std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind receiver"));
+    let _gateway = start(&config);
+    let event: serde_json::Value = serde_json::from_str(
+        &received
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the pending delivery arrived after the restart"),
+    )
+    .expect("json");
+    assert_eq!(event["type"], "message.queued");
+    assert_eq!(event["data"]["id"], id.as_str());
+}

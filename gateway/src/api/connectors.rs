@@ -32,6 +32,7 @@ pub struct RouteList {
 
 /// Every connector with its state and counters.
 #[utoipa::path(
+    operation_id = "list_connectors",
     get,
     path = "/v1/connectors",
     tag = "connectors",
@@ -69,6 +70,7 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Connec
 
 /// The route table in force, in order.
 #[utoipa::path(
+    operation_id = "list_routes",
     get,
     path = "/v1/routes",
     tag = "connectors",

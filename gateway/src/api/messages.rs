@@ -365,6 +365,7 @@ fn accepted(body: String, id: &str) -> Response {
 /// will not be lost. A repeat with the same `Idempotency-Key` and body returns the
 /// first answer; with another body it is refused.
 #[utoipa::path(
+    operation_id = "send_message",
     post,
     path = "/v1/messages",
     tag = "messages",
@@ -447,6 +448,7 @@ pub async fn send(
 
 /// Get a message with its events.
 #[utoipa::path(
+    operation_id = "get_message",
     get,
     path = "/v1/messages/{id}",
     tag = "messages",
@@ -477,6 +479,7 @@ fn not_found(id: &str) -> ApiError {
 
 /// Cancel a message that is still queued.
 #[utoipa::path(
+    operation_id = "cancel_message",
     delete,
     path = "/v1/messages/{id}",
     tag = "messages",
@@ -509,6 +512,7 @@ pub async fn cancel(
 
 /// List messages, newest first.
 #[utoipa::path(
+    operation_id = "list_messages",
     get,
     path = "/v1/messages",
     tag = "messages",
