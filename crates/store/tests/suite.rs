@@ -1,6 +1,8 @@
 //! One store suite, run against SQLite always and against PostgreSQL when
 //! `TEST_DATABASE_URL` points at one (CI sets it to the local server).
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
@@ -18,8 +20,7 @@ struct TestDb {
 
 async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/test.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default())
+    let store = Store::open(&common::sqlite_url(&dir), StoreOptions::default())
         .await
         .expect("open sqlite");
     TestDb {
@@ -29,17 +30,7 @@ async fn sqlite() -> TestDb {
 }
 
 async fn postgres() -> Option<TestDb> {
-    let base = std::env::var("TEST_DATABASE_URL").ok()?;
-    let schema = format!("t{}", uuid::Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&base)
-        .await
-        .expect("connect postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let url = common::postgres_url().await?;
     let store = Store::open(&url, StoreOptions::default())
         .await
         .expect("open postgres schema");

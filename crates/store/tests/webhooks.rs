@@ -3,6 +3,8 @@
 //! production; here most are inserted with plain SQL so each case sets up exactly the
 //! rows it needs, and one case checks the writer's fan-out against our filters.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -38,7 +40,7 @@ struct TestDb {
 
 async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let url = common::sqlite_url(&dir);
     let store = Store::open(&url, StoreOptions::default())
         .await
         .expect("open sqlite");
@@ -51,17 +53,7 @@ async fn sqlite() -> TestDb {
 }
 
 async fn postgres() -> Option<TestDb> {
-    let base = std::env::var("TEST_DATABASE_URL").ok()?;
-    let schema = format!("t{}", uuid::Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&base)
-        .await
-        .expect("connect postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let url = common::postgres_url().await?;
     let store = Store::open(&url, StoreOptions::default())
         .await
         .expect("open postgres schema");
