@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use switchboard_adapter::{Adapter, BoxFuture, SendOutcome};
-use switchboard_model::{Channel, Direction, Message, MessageId, MessageStatus, StatusEvent};
+use switchboard_model::{Channel, Direction, Message, MessageStatus};
 use switchboard_store::NewMessage;
 
 struct Accept(AtomicU64);
@@ -59,36 +59,15 @@ async fn main() -> anyhow::Result<()> {
         let store = state.store.clone();
         tasks.spawn(async move {
             for i in (chunk..count).step_by(64) {
-                let now = chrono::Utc::now();
-                let message = Message {
-                    id: MessageId::generate(),
-                    tenant: "bench".into(),
-                    direction: Direction::Outbound,
-                    channel: Channel::Sms,
-                    from: None,
-                    to: format!("+1555{i:08}"),
-                    text: "Benchmark message".into(),
-                    subject: None,
-                    attachments: vec![],
-                    client_ref: None,
-                    metadata: Default::default(),
-                    status: MessageStatus::Queued,
-                    events: Some(vec![StatusEvent {
-                        status: MessageStatus::Queued,
-                        at: now,
-                        detail: None,
-                    }]),
-                    segments: Some(1),
-                    encoding: None,
-                    connector: None,
-                    upstream_id: None,
-                    error: None,
-                    failover: vec![],
-                    created_at: now,
-                    updated_at: now,
-                    send_at: None,
-                    expires_at: None,
-                };
+                let message = Message::new(
+                    "bench",
+                    Direction::Outbound,
+                    Channel::Sms,
+                    format!("+1555{i:08}"),
+                    "Benchmark message",
+                    MessageStatus::Queued,
+                    chrono::Utc::now(),
+                );
                 store
                     .insert_message(NewMessage {
                         message,

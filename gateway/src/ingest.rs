@@ -5,10 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use switchboard_adapter::{BoxFuture, Inbound, Ingest, IngestOutcome};
-use switchboard_model::text::{choose_encoding, segment_count};
-use switchboard_model::{
-    Address, Channel, Direction, Message, MessageId, MessageStatus, StatusEvent,
-};
+use switchboard_model::{Address, Direction, Message, MessageStatus};
 use switchboard_router::{Decision, RouteRequest};
 use switchboard_store::{InsertOutcome, NewMessage};
 
@@ -75,47 +72,26 @@ pub async fn receive(state: &AppState, inbound: Inbound) -> Result<IngestOutcome
         Direction::Inbound => MessageStatus::Received,
         Direction::Outbound => MessageStatus::Queued,
     };
-    let (segments, encoding) = if to.channel() == Channel::Sms {
-        let encoding = choose_encoding(&inbound.text);
-        (
-            Some(segment_count(&inbound.text, encoding).segments),
-            Some(encoding),
-        )
-    } else {
-        (None, None)
-    };
-    let message = Message {
-        id: MessageId::generate(),
+    let detail = format!(
+        "arrived on {} through {}",
+        inbound.channel, inbound.connector
+    );
+    let mut message = Message::new(
         tenant,
         direction,
-        channel: to.channel(),
-        from: from.map(Address::into_string),
-        to: to.into_string(),
-        text: inbound.text,
-        subject: inbound.subject,
-        attachments: Vec::new(),
-        client_ref: None,
-        metadata,
+        to.channel(),
+        to.into_string(),
+        inbound.text,
         status,
-        events: Some(vec![StatusEvent {
-            status,
-            at: now,
-            detail: Some(format!(
-                "arrived on {} through {}",
-                inbound.channel, inbound.connector
-            )),
-        }]),
-        segments,
-        encoding,
-        connector,
-        upstream_id: None,
-        error: None,
-        failover: Vec::new(),
-        created_at: now,
-        updated_at: now,
-        send_at: None,
-        expires_at: None,
-    };
+        now,
+    );
+    message.from = from.map(Address::into_string);
+    message.subject = inbound.subject;
+    message.metadata = metadata;
+    message.connector = connector;
+    if let Some(first) = message.events.iter_mut().flatten().next() {
+        first.detail = Some(detail);
+    }
     let id = message.id.to_string();
     let outcome = state
         .store

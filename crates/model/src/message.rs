@@ -183,3 +183,58 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
+
+impl Message {
+    /// A new message with its first event (`status` at `now`), and for SMS the encoding
+    /// chosen for its text and the number of parts; nothing else is set (no sender,
+    /// subject, metadata, connector or schedule).
+    pub fn new(
+        tenant: impl Into<String>,
+        direction: Direction,
+        channel: Channel,
+        to: impl Into<String>,
+        text: impl Into<String>,
+        status: MessageStatus,
+        now: DateTime<Utc>,
+    ) -> Message {
+        let text = text.into();
+        let (segments, encoding) = if channel == Channel::Sms {
+            let encoding = crate::text::choose_encoding(&text);
+            (
+                Some(crate::text::segment_count(&text, encoding).segments),
+                Some(encoding),
+            )
+        } else {
+            (None, None)
+        };
+        Message {
+            id: MessageId::generate(),
+            tenant: tenant.into(),
+            direction,
+            channel,
+            from: None,
+            to: to.into(),
+            text,
+            subject: None,
+            attachments: Vec::new(),
+            client_ref: None,
+            metadata: BTreeMap::new(),
+            status,
+            events: Some(vec![StatusEvent {
+                status,
+                at: now,
+                detail: None,
+            }]),
+            segments,
+            encoding,
+            connector: None,
+            upstream_id: None,
+            error: None,
+            failover: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            send_at: None,
+            expires_at: None,
+        }
+    }
+}

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use switchboard_model::{Channel, Direction, Message, MessageId, MessageStatus, StatusEvent};
+use switchboard_model::{Channel, Direction, Message, MessageStatus};
 use switchboard_store::{
     CancelOutcome, IdempotencyKey, InsertOutcome, ListQuery, NewMessage, Store, StoreOptions,
 };
@@ -62,35 +62,22 @@ macro_rules! on_every_backend {
 
 fn message(tenant: &str, to: &str, text: &str) -> Message {
     let now = Utc::now();
-    Message {
-        id: MessageId::generate(),
-        tenant: tenant.into(),
-        direction: Direction::Outbound,
-        channel: Channel::Sms,
-        from: Some("ACME".into()),
-        to: to.into(),
-        text: text.into(),
-        subject: None,
-        attachments: vec![],
-        client_ref: Some("ref-1".into()),
-        metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
-        status: MessageStatus::Queued,
-        events: Some(vec![StatusEvent {
-            status: MessageStatus::Queued,
-            at: now,
-            detail: None,
-        }]),
-        segments: Some(1),
-        encoding: Some(switchboard_model::text::Encoding::Gsm7),
-        connector: None,
-        upstream_id: None,
-        error: None,
-        failover: vec![],
-        created_at: now,
-        updated_at: now,
-        send_at: None,
-        expires_at: Some(now + Duration::hours(1)),
-    }
+    let mut message = Message::new(
+        tenant,
+        Direction::Outbound,
+        Channel::Sms,
+        to,
+        text,
+        MessageStatus::Queued,
+        now,
+    );
+    message.from = Some("ACME".into());
+    message.client_ref = Some("ref-1".into());
+    message.metadata = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+    message.segments = Some(1);
+    message.encoding = Some(switchboard_model::text::Encoding::Gsm7);
+    message.expires_at = Some(now + Duration::hours(1));
+    message
 }
 
 fn new(message: Message) -> NewMessage {

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use switchboard_model::{Channel, Direction, Message, MessageId, MessageStatus, StatusEvent};
+use switchboard_model::{Channel, Direction, Message, MessageStatus};
 use switchboard_store::{
     AfterAttempt, AttemptRecord, DeliveryAttempt, DeliveryState, NewMessage, Store, StoreOptions,
     from_micros, to_micros,
@@ -154,36 +153,17 @@ fn ms(n: i64) -> chrono::Duration {
 const LEASE: Duration = Duration::from_secs(60);
 
 fn message(tenant: &str) -> Message {
-    let now = Utc::now();
-    Message {
-        id: MessageId::generate(),
-        tenant: tenant.into(),
-        direction: Direction::Outbound,
-        channel: Channel::Sms,
-        from: Some("ACME".into()),
-        to: "+14155550100".into(),
-        text: "hello".into(),
-        subject: None,
-        attachments: vec![],
-        client_ref: None,
-        metadata: BTreeMap::new(),
-        status: MessageStatus::Queued,
-        events: Some(vec![StatusEvent {
-            status: MessageStatus::Queued,
-            at: now,
-            detail: None,
-        }]),
-        segments: Some(1),
-        encoding: Some(switchboard_model::text::Encoding::Gsm7),
-        connector: None,
-        upstream_id: None,
-        error: None,
-        failover: vec![],
-        created_at: now,
-        updated_at: now,
-        send_at: None,
-        expires_at: None,
-    }
+    let mut message = Message::new(
+        tenant,
+        Direction::Outbound,
+        Channel::Sms,
+        "+14155550100",
+        "hello",
+        MessageStatus::Queued,
+        Utc::now(),
+    );
+    message.from = Some("ACME".into());
+    message
 }
 
 on_every_backend!(subscriptions_per_tenant, |db: TestDb| async move {

@@ -9,10 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use switchboard_model::text::{choose_encoding, segment_count};
-use switchboard_model::{
-    Address, Channel, Direction, FailoverStep, Message, MessageId, MessageStatus, StatusEvent,
-};
+use switchboard_model::{Address, Channel, Direction, FailoverStep, Message, MessageStatus};
 use switchboard_store::{CancelOutcome, IdempotencyKey, InsertOutcome, ListQuery, NewMessage};
 use utoipa::{IntoParams, ToSchema};
 
@@ -261,47 +258,26 @@ fn build_message(
     let (Some(to), Some(channel), true) = (to, channel, errors.is_empty()) else {
         return Err(ApiError::Validation(FieldError::summary(&errors), errors));
     };
-    let (segments, encoding) = if channel == Channel::Sms {
-        let encoding = choose_encoding(&request.text);
-        (
-            Some(segment_count(&request.text, encoding).segments),
-            Some(encoding),
-        )
-    } else {
-        (None, None)
-    };
     let expires_at = validity
         .and_then(|v| i64::try_from(v).ok())
         .map(|v| start.unwrap_or(now) + Duration::seconds(v));
-    Ok(Message {
-        id: MessageId::generate(),
-        tenant: caller.0.id.clone(),
-        direction: Direction::Outbound,
+    let mut message = Message::new(
+        caller.0.id.clone(),
+        Direction::Outbound,
         channel,
-        from,
-        to: to.into_string(),
-        text: request.text,
-        subject: request.subject,
-        attachments: Vec::new(),
-        client_ref: request.client_ref,
-        metadata,
-        status: MessageStatus::Queued,
-        events: Some(vec![StatusEvent {
-            status: MessageStatus::Queued,
-            at: now,
-            detail: None,
-        }]),
-        segments,
-        encoding,
-        connector: None,
-        upstream_id: None,
-        error: None,
-        failover,
-        created_at: now,
-        updated_at: now,
-        send_at: start,
-        expires_at,
-    })
+        to.into_string(),
+        request.text,
+        MessageStatus::Queued,
+        now,
+    );
+    message.from = from;
+    message.subject = request.subject;
+    message.client_ref = request.client_ref;
+    message.metadata = metadata;
+    message.failover = failover;
+    message.send_at = start;
+    message.expires_at = expires_at;
+    Ok(message)
 }
 
 /// Takes the `Idempotency-Key` header, if any.
