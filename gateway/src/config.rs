@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use switchboard_email::EmailConfig;
 use switchboard_model::{Address, Channel};
 use switchboard_router::{ConnectorInfo, RouteConfig, RouteConfigError, RouteTable};
+use switchboard_sip::SipConfig;
+use switchboard_smpp::SmppConfig;
+use switchboard_xmpp::XmppConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default)]
@@ -241,115 +245,6 @@ pub struct TenantConfig {
     /// Requests allowed in a burst above the rate (default: one second's worth).
     #[serde(default)]
     pub rate_limit_burst: u32,
-}
-
-/// `[smpp]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmppConfig {
-    /// `[smpp.server]`: carriers bind to us.
-    pub server: Option<SmppServerConfig>,
-    /// `[[smpp.connectors]]`: we bind to SMSCs (read one by one, see [`load`]).
-    #[serde(skip)]
-    pub connectors: Vec<SmppConnectorConfig>,
-}
-
-/// `[smpp.server]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmppServerConfig {
-    /// Address and port of the SMPP listener.
-    pub listen: SocketAddr,
-    /// `[[smpp.server.accounts]]` (read one by one).
-    #[serde(skip)]
-    pub accounts: Vec<SmppAccountConfig>,
-}
-
-/// `[[smpp.server.accounts]]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmppAccountConfig {
-    /// The ESME's system_id.
-    pub system_id: String,
-    /// Its password.
-    pub password: String,
-    /// The tenant its messages belong to.
-    pub tenant: String,
-}
-
-/// `[[smpp.connectors]]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmppConnectorConfig {
-    /// The connector's name, used by routes.
-    pub name: String,
-    /// The SMSC's host:port.
-    pub address: String,
-    /// Our system_id at the SMSC.
-    pub system_id: String,
-    /// Our password at the SMSC.
-    pub password: String,
-    /// `transmitter`, `receiver` or `transceiver`.
-    #[serde(default = "default_bind")]
-    pub bind: SmppBind,
-    /// The tenant that owns what arrives on this connector.
-    pub tenant: String,
-}
-
-fn default_bind() -> SmppBind {
-    SmppBind::Transceiver
-}
-
-/// An SMPP bind type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmppBind {
-    /// Send only.
-    Transmitter,
-    /// Receive only.
-    Receiver,
-    /// Both.
-    Transceiver,
-}
-
-/// `[sip]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SipConfig {
-    /// Address and port for UDP and TCP.
-    pub listen: SocketAddr,
-    /// Our SIP domain.
-    pub domain: String,
-    /// The owner of traffic entering here for no tenant's address.
-    pub tenant: String,
-}
-
-/// `[xmpp]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct XmppConfig {
-    /// The component's domain.
-    pub component: String,
-    /// The XMPP server's component port, host:port.
-    pub server: String,
-    /// The component secret.
-    pub secret: String,
-    /// The owner of traffic entering here for no tenant's address.
-    pub tenant: String,
-}
-
-/// `[email]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    /// Address and port of the SMTP listener.
-    pub listen: SocketAddr,
-    /// Domains we accept mail for.
-    pub domains: Vec<String>,
-    /// The relay for outbound mail: `smtp://host:port` or `smtps://host:port`.
-    pub relay: Option<String>,
-    /// The owner of traffic entering here for no tenant's address.
-    pub tenant: String,
 }
 
 /// One problem in the configuration, named by its key.
@@ -742,29 +637,11 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
         })
     };
     if let Some(server) = &config.smpp.server {
-        let mut ids = HashSet::new();
         for (i, account) in server.accounts.iter().enumerate() {
             errors.extend(unknown_tenant(
                 format!("smpp.server.accounts[{i}].tenant"),
                 &account.tenant,
             ));
-            if account.system_id.is_empty() || account.system_id.len() > 15 {
-                errors.push(ConfigError {
-                    key: format!("smpp.server.accounts[{i}].system_id"),
-                    message: "1 to 15 characters (SMPP 3.4 system_id)".into(),
-                });
-            } else if !ids.insert(account.system_id.as_str()) {
-                errors.push(ConfigError {
-                    key: format!("smpp.server.accounts[{i}].system_id"),
-                    message: format!("system_id {:?} is defined twice", account.system_id),
-                });
-            }
-            if account.password.len() > 8 {
-                errors.push(ConfigError {
-                    key: format!("smpp.server.accounts[{i}].password"),
-                    message: "at most 8 characters (SMPP 3.4 password)".into(),
-                });
-            }
         }
     }
     let mut names = HashSet::new();
@@ -785,39 +662,24 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
                 message: format!("connector {:?} is defined twice", connector.name),
             });
         }
-        if !valid_host_port(&connector.address) {
-            errors.push(ConfigError {
-                key: format!("smpp.connectors[{i}].address"),
-                message: format!("{:?} is not host:port", connector.address),
-            });
-        }
     }
+    let mut problems = config.smpp.problems();
     if let Some(sip) = &config.sip {
         errors.extend(unknown_tenant("sip.tenant".into(), &sip.tenant));
+        problems.extend(sip.problems());
     }
     if let Some(xmpp) = &config.xmpp {
         errors.extend(unknown_tenant("xmpp.tenant".into(), &xmpp.tenant));
-        if !valid_host_port(&xmpp.server) {
-            errors.push(ConfigError {
-                key: "xmpp.server".into(),
-                message: format!("{:?} is not host:port", xmpp.server),
-            });
-        }
+        problems.extend(xmpp.problems());
     }
     if let Some(email) = &config.email {
         errors.extend(unknown_tenant("email.tenant".into(), &email.tenant));
-        if let Some(relay) = &email.relay {
-            let valid = ["smtp://", "smtps://"]
-                .iter()
-                .any(|scheme| relay.strip_prefix(scheme).is_some_and(valid_host_port));
-            if !valid {
-                errors.push(ConfigError {
-                    key: "email.relay".into(),
-                    message: format!("{relay:?} is not smtp://host:port or smtps://host:port"),
-                });
-            }
-        }
+        problems.extend(email.problems());
     }
+    errors.extend(problems.into_iter().map(|p| ConfigError {
+        key: p.key,
+        message: p.message,
+    }));
 
     if let Err(problems) = config.route_table() {
         errors.extend(problems.into_iter().map(|p| ConfigError {
@@ -825,11 +687,6 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
             message: p.message,
         }));
     }
-}
-
-fn valid_host_port(s: &str) -> bool {
-    s.rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// The directory the gateway keeps its own files in (the generated API key of the

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use switchboard_adapter::ChannelSet;
 use switchboard_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 
@@ -30,26 +31,40 @@ use crate::tenants::Tenants;
 /// The name of the file holding the embedded default tenant's API key.
 pub const DEFAULT_KEY_FILE: &str = "api-key";
 
-/// Opens the store and builds everything the gateway needs, with the channel adapters
-/// of this build (see [`adapters`]).
+/// Opens the store and builds everything the gateway needs, with the channels of this
+/// build (see [`channels`]).
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let adapters = adapters(&config);
-    build_state_with(config, adapters).await
+    let channels = channels(&config)?;
+    build_state_with(config, channels).await
 }
 
-/// The channel adapters of this build, one per configured connector of a channel whose
-/// adapter exists: this is the one place adapters are registered. A configured
-/// connector without an adapter shows as `not_running` in `GET /v1/connectors`, and its
-/// messages wait in the outbox.
-pub fn adapters(_config: &Config) -> Vec<Arc<dyn switchboard_adapter::Adapter>> {
-    Vec::new()
+/// The channel adapters and services for the configuration: this is the one place
+/// channels are registered. A configured connector without an adapter shows as
+/// `not_running` in `GET /v1/connectors`, and its messages wait in the outbox.
+pub fn channels(config: &Config) -> anyhow::Result<ChannelSet> {
+    let mut set = ChannelSet::default();
+    let channel = |name: &str, built: Result<ChannelSet, String>| {
+        built.map_err(|e| anyhow::anyhow!("cannot start the {name} channel: {e}"))
+    };
+    set.extend(channel("SMPP", switchboard_smpp::build(&config.smpp))?);
+    if let Some(sip) = &config.sip {
+        set.extend(channel("SIP", switchboard_sip::build(sip))?);
+    }
+    if let Some(xmpp) = &config.xmpp {
+        set.extend(channel("XMPP", switchboard_xmpp::build(xmpp))?);
+    }
+    if let Some(email) = &config.email {
+        set.extend(channel("email", switchboard_email::build(email))?);
+    }
+    Ok(set)
 }
 
-/// Like [`build_state`], with the given adapters (tests bring their own).
+/// Like [`build_state`], with the given channels (tests bring their own adapters).
 pub async fn build_state_with(
     config: Config,
-    adapters: Vec<Arc<dyn switchboard_adapter::Adapter>>,
+    channels: impl Into<ChannelSet>,
 ) -> anyhow::Result<AppState> {
+    let ChannelSet { adapters, services } = channels.into();
     let mut connectors = config.connectors();
     for adapter in &adapters {
         if !connectors.iter().any(|c| c.name == adapter.name()) {
@@ -93,6 +108,7 @@ pub async fn build_state_with(
         connectors: Arc::new(connectors::Connectors::new(adapters)),
         metrics: Arc::new(Metrics::new()),
         in_flight: Arc::new(Mutex::new(HashSet::new())),
+        services: Arc::new(services),
     })
 }
 

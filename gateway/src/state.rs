@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use switchboard_adapter::Service;
 use switchboard_store::Store;
 
 use crate::api::cursor::CursorKey;
@@ -31,4 +32,6 @@ pub struct AppState {
     pub connectors: Arc<Connectors>,
     /// `Idempotency-Key`s whose first request is still being handled (tenant, key).
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    /// The channel services (listeners, connections) to run beside the API.
+    pub services: Arc<Vec<Arc<dyn Service>>>,
 }

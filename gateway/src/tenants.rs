@@ -55,6 +55,7 @@ impl Tenant {
 pub struct Tenants {
     by_key: HashMap<[u8; 32], Arc<Tenant>>,
     by_address: HashMap<String, Arc<Tenant>>,
+    by_id: HashMap<String, Arc<Tenant>>,
 }
 
 impl Tenants {
@@ -81,6 +82,7 @@ impl Tenants {
             for digest in digests {
                 tenants.by_key.insert(digest, tenant.clone());
             }
+            tenants.by_id.insert(tenant.id.clone(), tenant.clone());
             for address in &tenant.addresses {
                 tenants
                     .by_address
@@ -95,7 +97,8 @@ impl Tenants {
                 addresses: Vec::new(),
                 limiter: None,
             });
-            tenants.by_key.insert(hash_key(key), tenant);
+            tenants.by_key.insert(hash_key(key), tenant.clone());
+            tenants.by_id.insert(tenant.id.clone(), tenant);
         }
         tenants
     }
@@ -103,6 +106,11 @@ impl Tenants {
     /// The tenant an API key belongs to.
     pub fn by_api_key(&self, key: &str) -> Option<&Arc<Tenant>> {
         self.by_key.get(&hash_key(key))
+    }
+
+    /// The tenant with this id.
+    pub fn by_id(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
     }
 
     /// The tenant that owns `address`.

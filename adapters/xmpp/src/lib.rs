@@ -1,1 +1,12 @@
-//! The xmpp channel adapter. Its implementation lands with the channel's own work; the crate exists so the workspace has the layout of DESIGN.md section 1.
+//! XMPP external component (XEP-0114) with presence.
+
+mod config;
+
+pub use crate::config::*;
+
+use switchboard_adapter::ChannelSet;
+
+/// The adapters and services of this channel for its part of the configuration.
+pub fn build(_config: &XmppConfig) -> Result<ChannelSet, String> {
+    Ok(ChannelSet::default())
+}

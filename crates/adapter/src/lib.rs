@@ -6,6 +6,16 @@
 //! dispatcher see only this trait; a channel is one crate in `adapters/` and one line
 //! where the gateway registers adapters.
 
+mod core;
+mod notices;
+mod presence;
+mod submit;
+
+pub use crate::core::{ChannelSet, ConfigProblem, Core, Service, Shutdown, is_host_port};
+pub use crate::notices::{Notice, NoticeKind, Notices, Recipient};
+pub use crate::presence::{Availability, PresenceSink, PresenceUpdate};
+pub use crate::submit::{ChangeOutcome, Submission, Submit, SubmitOutcome};
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -154,6 +164,19 @@ pub struct Inbound {
     /// Keep a message to an address nobody owns as `received` for `tenant` instead of
     /// refusing it (an SMPP `deliver_sm` from an upstream SMSC).
     pub keep_unmatched: bool,
+    /// MIME parts that are not the text body (email, CPIM), stored with the message.
+    pub attachments: Vec<InboundAttachment>,
+}
+
+/// A MIME part of an inbound message that is not its text body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundAttachment {
+    /// The file name, when the sender gave one.
+    pub name: Option<String>,
+    /// The MIME type.
+    pub content_type: String,
+    /// The bytes, decoded from their transfer encoding.
+    pub data: Vec<u8>,
 }
 
 /// What the core did with an inbound message. Every outcome but `Refused` and `Unknown`

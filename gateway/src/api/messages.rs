@@ -130,7 +130,7 @@ fn parse_address(
 }
 
 /// Checks a send request and turns it into a queued message.
-fn build_message(
+pub(crate) fn build_message(
     state: &AppState,
     caller: &Caller,
     request: SendMessage,
