@@ -659,6 +659,7 @@ fn inbound(channel: Channel, from: &str, to: &str) -> switchboard_adapter::Inbou
         subject: None,
         metadata: vec![("thread".into(), "t1".into())],
         keep_unmatched: false,
+        attachments: Vec::new(),
     }
 }
 
