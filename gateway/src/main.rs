@@ -150,6 +150,11 @@ async fn serve(config: Config, embedded_default: bool) -> anyhow::Result<()> {
         database = state.store.backend(),
         "switchboard is listening"
     );
+    for service in state.services.iter() {
+        for url in service.listening() {
+            println!("switchboard: {} listening on {url}", service.name());
+        }
+    }
     println!("switchboard: REST API listening on http://{local}");
     if embedded_default || state.config.tenants.is_empty() {
         let dir = config::data_dir(&state.config);

@@ -15,6 +15,7 @@ pub struct Gateway {
     child: Child,
     addr: String,
     key: String,
+    listening: Vec<(String, String)>,
 }
 
 impl Gateway {
@@ -39,6 +40,7 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut listening = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
@@ -47,6 +49,13 @@ impl Gateway {
             if let Some(rest) = line.strip_prefix(LISTENING) {
                 break rest.trim().to_owned();
             }
+            // "switchboard: <service> listening on <url>", printed before the REST line.
+            if let Some((service, url)) = line
+                .strip_prefix("switchboard: ")
+                .and_then(|rest| rest.split_once(" listening on "))
+            {
+                listening.push((service.to_owned(), url.trim().to_owned()));
+            }
         };
         // Keep draining stdout so the gateway never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
@@ -54,7 +63,23 @@ impl Gateway {
             child,
             addr,
             key: key.to_owned(),
+            listening,
         }
+    }
+
+    /// The URLs a channel service said it listens on (`udp://127.0.0.1:40001`), in the
+    /// order printed, for services whose name starts with `service`.
+    pub fn listening(&self, service: &str) -> Vec<String> {
+        self.listening
+            .iter()
+            .filter(|(name, _)| name.starts_with(service))
+            .map(|(_, url)| url.clone())
+            .collect()
+    }
+
+    /// The REST API's address, host:port.
+    pub fn http_addr(&self) -> &str {
+        &self.addr
     }
 
     /// One request on a fresh connection: the status and the body.

@@ -62,6 +62,13 @@ pub trait Service: Send + Sync {
     /// A name for logs.
     fn name(&self) -> &str;
 
+    /// Where it listens, as URLs (`udp://127.0.0.1:5060`), once built: the gateway
+    /// prints them at start. Services that bind listeners do so when they are built,
+    /// so a port taken is an error at start and port 0 resolves before this is asked.
+    fn listening(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Runs until `core.shutdown` fires, then stops taking new work and returns.
     /// Errors of one session or connection are handled (logged, retried) inside.
     fn run(self: Arc<Self>, core: Core) -> BoxFuture<'static, ()>;
