@@ -1,5 +1,6 @@
 //! A gateway process for end-to-end tests: started from a binary, spoken to over plain
-//! HTTP/1.1, killed with SIGKILL.
+//! HTTP/1.1, killed with SIGKILL. Each test binary uses only part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
