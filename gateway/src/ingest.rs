@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use switchboard_adapter::{BoxFuture, Inbound, Ingest, IngestOutcome};
-use switchboard_model::{Address, Direction, Message, MessageStatus};
+use switchboard_model::{Address, Channel, Direction, Message, MessageStatus};
 use switchboard_router::{Decision, RouteRequest};
 use switchboard_store::{InsertOutcome, NewMessage};
 
@@ -17,6 +17,23 @@ pub struct GatewayIngest(pub AppState);
 impl Ingest for GatewayIngest {
     fn receive(&self, inbound: Inbound) -> BoxFuture<'_, Result<IngestOutcome, String>> {
         Box::pin(async move { receive(&self.0, inbound).await })
+    }
+
+    fn accepts(&self, channel: Channel, tenant: &str, to: &str) -> bool {
+        let Ok(to) = Address::parse(to) else {
+            return false;
+        };
+        let request = RouteRequest {
+            direction: Direction::Inbound,
+            tenant,
+            from: None,
+            to: &to,
+            arrived_on: Some(channel),
+        };
+        matches!(
+            self.0.routes.decide(&request, self.0.tenants.as_ref()),
+            Decision::Receive { .. } | Decision::Send { .. }
+        )
     }
 }
 

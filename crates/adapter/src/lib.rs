@@ -209,4 +209,10 @@ pub enum IngestOutcome {
 pub trait Ingest: Send + Sync {
     /// Routes and stores an inbound message; see [`IngestOutcome`].
     fn receive(&self, inbound: Inbound) -> BoxFuture<'_, Result<IngestOutcome, String>>;
+
+    /// Whether a message arriving on `channel` through a listener of `tenant` for `to`
+    /// (already translated, as in [`Inbound::to`]) would be taken: a tenant owns `to`,
+    /// or a route or bridge sends it on. Stores nothing; for refusing early (SMTP at
+    /// RCPT, an XMPP `item-not-found`).
+    fn accepts(&self, channel: Channel, tenant: &str, to: &str) -> bool;
 }
