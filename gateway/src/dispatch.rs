@@ -136,10 +136,12 @@ pub fn attempt_result(
             upstream_id,
             status,
             metadata,
+            parts,
         } => AttemptResult::Accepted {
             upstream_id,
             status,
             metadata,
+            parts,
         },
         SendOutcome::Permanent { code, detail } => AttemptResult::Failed { code, detail },
         SendOutcome::Transient {

@@ -115,6 +115,7 @@ impl Adapter for TestAdapter {
                     upstream_id: Some(upstream),
                     status: MessageStatus::Delivered,
                     metadata: vec![("call_id".into(), "abc@test".into())],
+                    parts: vec![],
                 },
                 Step::Transient => SendOutcome::Transient {
                     code: "busy".into(),

@@ -789,6 +789,7 @@ impl Adapter for Delivering {
                 upstream_id: Some(format!("up-{}", message.id)),
                 status: MessageStatus::Delivered,
                 metadata: vec![],
+                parts: vec![],
             }
         })
     }

@@ -38,6 +38,11 @@ pub enum SendOutcome {
         status: MessageStatus,
         /// Channel details worth keeping on the message (a SIP Call-ID, ...).
         metadata: Vec<(String, String)>,
+        /// When the message went as several parts, each with its own id (a long SMS):
+        /// every part's id in order (`upstream_id` is the first). Reports may name any
+        /// part; the message is `delivered` when every part is, `undelivered` as soon as
+        /// one part is. Empty for a message that went in one piece.
+        parts: Vec<String>,
     },
     /// It did not go now but may later: retried after the delay the adapter asks for,
     /// or the dispatcher's backoff when it asks for none.
@@ -65,6 +70,7 @@ impl SendOutcome {
             upstream_id: Some(upstream_id.into()),
             status: MessageStatus::Sent,
             metadata: Vec::new(),
+            parts: Vec::new(),
         }
     }
 }

@@ -290,6 +290,7 @@ impl Work {
                 upstream_id,
                 status,
                 metadata,
+                parts: _,
             } => {
                 loaded.message.upstream_id = upstream_id.clone();
                 loaded.message.metadata.extend(metadata);

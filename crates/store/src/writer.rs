@@ -132,6 +132,8 @@ pub enum AttemptResult {
         status: MessageStatus,
         /// Channel details to keep in the message's metadata.
         metadata: Vec<(String, String)>,
+        /// The ids of the parts, when it went as several (see `SendOutcome`).
+        parts: Vec<String>,
     },
     /// Try again at `at`.
     Retry {
