@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod connectors;
+pub mod core;
 pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
@@ -123,6 +124,15 @@ pub async fn serve(
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let dispatcher = dispatch::spawn(state.clone(), stopping.clone());
     let webhooks = webhooks::spawn_worker(state.clone(), stopping.clone());
+    let core = core::core(&state, switchboard_adapter::Shutdown::new(stopping.clone()));
+    let services: Vec<_> = state
+        .services
+        .iter()
+        .map(|service| {
+            let name = service.name().to_owned();
+            (name, tokio::spawn(service.clone().run(core.clone())))
+        })
+        .collect();
     let http = axum::serve(listener, api::app(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -133,6 +143,11 @@ pub async fn serve(
     }
     if let Err(e) = webhooks.await {
         tracing::error!(error = %e, "the webhook worker failed");
+    }
+    for (name, service) in services {
+        if let Err(e) = service.await {
+            tracing::error!(error = %e, service = %name, "a channel service failed");
+        }
     }
     http
 }

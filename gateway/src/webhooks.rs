@@ -413,6 +413,19 @@ fn describe_duration(d: Duration) -> String {
 /// The signed body: `{id, type, created_at, data}` with the message as stored now,
 /// seen at the time of the event. None when the message is gone.
 async fn body(context: &Context, due: &DueDelivery) -> Result<Option<Bytes>, StoreError> {
+    if let Some(payload) = &due.payload {
+        // An event that is not about a message carries its data.
+        let data = serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+        let event = Event {
+            id: due.event_id.clone(),
+            kind: due.event_type.clone(),
+            created_at: due.event_at,
+            data,
+        };
+        return Ok(Some(Bytes::from(
+            serde_json::to_vec(&event).unwrap_or_default(),
+        )));
+    }
     let Some(message) = context
         .state
         .store
@@ -512,6 +525,7 @@ mod tests {
             attempts: 0,
             attempts_in_schedule: 0,
             first_attempt_at: None,
+            payload: None,
         };
         let event = serde_json::to_value(event(&due, message)).unwrap_or_default();
         assert_eq!(event["id"], "evt_1");

@@ -7,6 +7,7 @@
 //! (DESIGN.md section 4). A write is answered only after its transaction committed.
 
 mod backend;
+mod channels;
 mod error;
 mod listing;
 mod rows;
@@ -16,6 +17,7 @@ mod work;
 mod writer;
 
 pub use backend::Store;
+pub use channels::{AttachmentData, Bridge, PresenceRow, StoredNotice};
 pub use error::StoreError;
 pub use listing::ListQuery;
 pub use time::{from_micros, to_micros};

@@ -161,6 +161,9 @@ pub struct DueDelivery {
     /// When the first attempt since the last replay started, if one did: what the
     /// 48 h limit counts from.
     pub first_attempt_at: Option<DateTime<Utc>>,
+    /// The event's `data` as JSON, for an event that is not about a message
+    /// (`presence.changed`: `message_id` is then the contact's address).
+    pub payload: Option<String>,
 }
 
 /// One attempt to record with [`Store::record_attempts`].
@@ -264,6 +267,7 @@ struct DueRow {
     first_attempt_at: Option<i64>,
     url: String,
     secret: String,
+    payload: Option<String>,
 }
 
 fn count(n: i64) -> u32 {
@@ -275,12 +279,12 @@ fn status_code(code: Option<i64>) -> Option<u16> {
 }
 
 /// Microseconds in `d`, saturating.
-fn micros(d: Duration) -> i64 {
+pub(crate) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The current time as stored: microsecond precision.
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     from_micros(to_micros(Utc::now()))
 }
 
@@ -298,7 +302,7 @@ impl Store {
     /// The statement that opens a write transaction: on SQLite, `BEGIN IMMEDIATE` takes
     /// the write lock up front (waiting for other writers), so the transaction cannot
     /// fail when it first writes after reading.
-    fn begin_write(&self) -> &'static str {
+    pub(crate) fn begin_write(&self) -> &'static str {
         if self.postgres() {
             "BEGIN"
         } else {
@@ -533,7 +537,7 @@ impl Store {
         let until = now.saturating_add(micros(lease));
         let select = "SELECT d.seq, d.id, d.subscription_id, d.tenant, d.event_id, \
              d.event_type, d.message_id, d.event_at, d.attempts, d.attempts_before_replay, \
-             d.first_attempt_at, s.url, s.secret \
+             d.first_attempt_at, s.url, s.secret, d.payload \
              FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
              WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
              AND (d.lease_until IS NULL OR d.lease_until <= $1) \
@@ -596,6 +600,7 @@ impl Store {
                 attempts: count(row.attempts),
                 attempts_in_schedule: count(row.attempts - row.attempts_before_replay),
                 first_attempt_at: row.first_attempt_at.map(from_micros),
+                payload: row.payload,
             })
             .collect())
     }

@@ -276,9 +276,29 @@ pub(crate) struct EventRecord {
     at: i64,
     detail: Option<String>,
     event_id: String,
+    /// The notice recipient the message names (`metadata.notify`), for a status that
+    /// is announced to it.
+    notify: Option<String>,
 }
 
+/// Statuses a notice recipient is told about (a delivery receipt).
+const NOTICE_STATUSES: [MessageStatus; 6] = [
+    MessageStatus::Delivered,
+    MessageStatus::Read,
+    MessageStatus::Undelivered,
+    MessageStatus::Expired,
+    MessageStatus::Failed,
+    MessageStatus::Canceled,
+];
+
 impl EventRecord {
+    /// Whether a notice may follow from it: a message received, or a final status of
+    /// a message that names a notice recipient.
+    fn has_notice(&self) -> bool {
+        self.status == MessageStatus::Received
+            || self.notify.is_some() && NOTICE_STATUSES.contains(&self.status)
+    }
+
     pub(crate) fn new(
         message: &Message,
         status: MessageStatus,
@@ -292,6 +312,7 @@ impl EventRecord {
             at,
             detail,
             event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+            notify: message.metadata.get("notify").cloned(),
         }
     }
 }
@@ -384,6 +405,9 @@ pub(crate) async fn run(
                             q.push("; ");
                             push_fanout!(q, events);
                             q.push("; ");
+                            if push_notices!(q, events) {
+                                q.push("; ");
+                            }
                         }
                     }
                     if !keys.is_empty() {
@@ -490,6 +514,10 @@ pub(crate) async fn run(
                             q.reset();
                             push_fanout!(q, chunk);
                             q.build().execute(&mut *tx).await?;
+                            q.reset();
+                            if push_notices!(q, chunk) {
+                                q.build().execute(&mut *tx).await?;
+                            }
                         }
                     }
                     if !keys.is_empty() {
@@ -733,6 +761,37 @@ macro_rules! push_fanout {
     }};
 }
 use push_fanout;
+
+/// Appends the notices of `$events` to `$q` (see [`EventRecord::has_notice`]): for a
+/// message received, one for each recipient of its tenant; for a final status, one for
+/// the recipient the message names, if registered. False when no event has one.
+macro_rules! push_notices {
+    ($q:expr, $events:expr) => {{
+        let with: Vec<&EventRecord> = $events.iter().filter(|e| e.has_notice()).collect();
+        let any = !with.is_empty();
+        if any {
+            $q.push("WITH ev (event_id, status, message_id, tenant, notify, at) AS (");
+            $q.push_values(with.iter(), |mut b, e| {
+                b.push_bind(e.event_id.as_str())
+                    .push_bind(e.status.as_str())
+                    .push_bind(e.message_id.as_str())
+                    .push_bind(e.tenant.as_str())
+                    .push_bind(e.notify.as_deref())
+                    .push_bind(e.at);
+            });
+            $q.push(
+                ") INSERT INTO notices (id, recipient, message_id, kind, status, created_at) \
+                 SELECT ev.event_id || ':' || r.key, r.key, ev.message_id, \
+                 CASE WHEN ev.status = 'received' THEN 'received' ELSE 'status' END, \
+                 ev.status, ev.at \
+                 FROM ev JOIN notice_recipients r ON r.tenant = ev.tenant \
+                 AND ((ev.status = 'received') OR (ev.status <> 'received' AND r.key = ev.notify))",
+            );
+        }
+        any
+    }};
+}
+use push_notices;
 
 /// Reads the messages whose `$column` is one of `$values` (and that are not read yet)
 /// into the work.
