@@ -60,12 +60,29 @@ pub(crate) struct Work {
     /// Kept reports read for this batch, by (connector, upstream id).
     pub early: HashMap<(String, String), Vec<EarlyReport>>,
     pub events: Vec<EventRecord>,
+    /// Parts of multi-part messages read or made in this batch, by (connector, part id).
+    pub parts: HashMap<(String, String), Part>,
+    /// Parts to insert: (connector, part id).
+    pub parts_new: Vec<(String, String)>,
+    /// Parts whose status changed: (connector, part id).
+    pub parts_changed: BTreeSet<(String, String)>,
+}
+
+/// One part of a message that went in several.
+#[derive(Debug, Clone)]
+pub(crate) struct Part {
+    pub message_id: String,
+    pub index: i64,
+    /// What the far side reported for it.
+    pub status: Option<MessageStatus>,
 }
 
 impl Work {
     /// Whether there is anything to write.
     pub fn is_clean(&self) -> bool {
         self.dirty.is_empty()
+            && self.parts_new.is_empty()
+            && self.parts_changed.is_empty()
             && self.outbox.is_empty()
             && self.early_new.is_empty()
             && self.early_done.is_empty()
@@ -290,7 +307,7 @@ impl Work {
                 upstream_id,
                 status,
                 metadata,
-                parts: _,
+                parts,
             } => {
                 loaded.message.upstream_id = upstream_id.clone();
                 loaded.message.metadata.extend(metadata);
@@ -316,7 +333,35 @@ impl Work {
                     _ => OutboxOp::Delete,
                 };
                 self.outbox.insert(id.to_owned(), op);
-                if let Some(upstream_id) = upstream_id
+                if parts.len() > 1 {
+                    for (index, part) in parts.iter().enumerate() {
+                        let key = (connector.to_owned(), part.clone());
+                        self.parts.insert(
+                            key.clone(),
+                            Part {
+                                message_id: id.to_owned(),
+                                index: i64::try_from(index).unwrap_or_default(),
+                                status: None,
+                            },
+                        );
+                        self.parts_new.push(key);
+                    }
+                    for part in parts {
+                        let Some(early) = self.early.remove(&(connector.to_owned(), part.clone()))
+                        else {
+                            continue;
+                        };
+                        for report in early {
+                            self.early_done.push(report.seq);
+                            if let Ok(status) = report.status.parse::<MessageStatus>() {
+                                let error = report
+                                    .error_code
+                                    .map(|c| (c, report.error_detail.unwrap_or_default()));
+                                self.apply_part_report(connector, &part, status, error, report.at);
+                            }
+                        }
+                    }
+                } else if let Some(upstream_id) = upstream_id
                     && let Some(early) = self.early.remove(&(connector.to_owned(), upstream_id))
                 {
                     for report in early {
@@ -385,8 +430,50 @@ impl Work {
         true
     }
 
+    /// Applies a report about one part of a multi-part message: a part that failed
+    /// fails the message; the message is delivered (or read) once every part is.
+    /// Returns the message id when the part is known.
+    fn apply_part_report(
+        &mut self,
+        connector: &str,
+        part_id: &str,
+        status: MessageStatus,
+        error: Option<(String, String)>,
+        at: i64,
+    ) -> Option<(String, bool)> {
+        let key = (connector.to_owned(), part_id.to_owned());
+        let part = self.parts.get_mut(&key)?;
+        let message_id = part.message_id.clone();
+        if part.status != Some(status) {
+            part.status = Some(status);
+            self.parts_changed.insert(key);
+        }
+        let changed = match status {
+            MessageStatus::Delivered | MessageStatus::Read => {
+                let all = self
+                    .parts
+                    .values()
+                    .filter(|p| p.message_id == message_id)
+                    .all(|p| matches!(p.status, Some(s) if s == MessageStatus::Delivered || s == MessageStatus::Read));
+                all && self.apply_report(&message_id, status, error, at)
+            }
+            _ => self.apply_report(&message_id, status, error, at),
+        };
+        Some((message_id, changed))
+    }
+
     /// Applies a delivery report to the loaded message it names, or keeps it.
     pub fn report(&mut self, report: Report, now: i64) -> ReportOutcome {
+        let at = to_micros(report.at).min(now);
+        if let Some((id, _)) = self.apply_part_report(
+            &report.connector,
+            &report.upstream_id,
+            report.status,
+            report.error.clone(),
+            at,
+        ) {
+            return ReportOutcome::Applied(id);
+        }
         let found = self
             .loaded
             .iter()

@@ -461,9 +461,11 @@ pub(crate) async fn run(
                     load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
                     let upstream: Vec<String> = rest
                         .iter()
-                        .filter_map(|op| match op {
-                            WriteOp::Outcome { result: AttemptResult::Accepted { upstream_id: Some(u), .. }, .. } => Some(u.clone()),
-                            _ => None,
+                        .flat_map(|op| match op {
+                            WriteOp::Outcome { result: AttemptResult::Accepted { upstream_id, parts, .. }, .. } => {
+                                upstream_id.iter().chain(parts.iter()).cloned().collect()
+                            }
+                            _ => Vec::new(),
                         })
                         .collect();
                     load_early!(tx, work, upstream);
@@ -487,6 +489,11 @@ pub(crate) async fn run(
                     // Reports name their messages by upstream id.
                     if !reports.is_empty() {
                         let upstream: Vec<String> = reports.iter().map(|(r, _)| r.upstream_id.clone()).collect();
+                        load_parts!(tx, work, &upstream);
+                        let mut ids: Vec<String> = work.parts.values().map(|p| p.message_id.clone()).collect();
+                        ids.sort();
+                        ids.dedup();
+                        load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
                         load_where!(tx, work, "upstream_id", upstream);
                         for (report, reply) in reports {
                             let outcome = work.report(*report, now);
@@ -863,6 +870,37 @@ macro_rules! load_early {
 }
 use load_early;
 
+/// Reads every part of the multi-part messages that have a part among `$upstream`.
+macro_rules! load_parts {
+    ($tx:expr, $work:expr, $upstream:expr) => {{
+        let upstream: &Vec<String> = $upstream;
+        for chunk in upstream.chunks(500) {
+            let mut q = QueryBuilder::new(
+                "SELECT connector, upstream_id, message_id, part, status FROM upstream_parts \
+                 WHERE message_id IN (SELECT message_id FROM upstream_parts WHERE upstream_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push("))");
+            let rows: Vec<(String, String, String, i64, Option<String>)> =
+                q.build_query_as().fetch_all(&mut *$tx).await?;
+            for (connector, part_id, message_id, index, status) in rows {
+                $work
+                    .parts
+                    .entry((connector, part_id))
+                    .or_insert(crate::work::Part {
+                        message_id,
+                        index,
+                        status: status.and_then(|s| s.parse().ok()),
+                    });
+            }
+        }
+    }};
+}
+use load_parts;
+
 /// The outbox rows a claim may take: due, not leased, for its channels.
 macro_rules! select_due {
     ($tx:expr, $claim:expr, $now:expr, $postgres:expr) => {{
@@ -993,6 +1031,45 @@ macro_rules! flush_work {
                     .push_bind(report.error.as_ref().map(|e| e.1.as_str()))
                     .push_bind(*received);
             });
+            q.build().execute(&mut *$tx).await?;
+        }
+        let new_parts: Vec<(&(String, String), &crate::work::Part)> = $work
+            .parts_new
+            .iter()
+            .filter_map(|key| $work.parts.get(key).map(|part| (key, part)))
+            .collect();
+        for chunk in new_parts.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO upstream_parts (connector, upstream_id, message_id, part, status) ",
+            );
+            q.push_values(chunk.iter(), |mut b, ((connector, part_id), part)| {
+                b.push_bind(connector.as_str())
+                    .push_bind(part_id.as_str())
+                    .push_bind(part.message_id.as_str())
+                    .push_bind(part.index)
+                    .push_bind(part.status.map(|s| s.as_str()));
+            });
+            // A part id the far side gave twice keeps its first message.
+            q.push(" ON CONFLICT (connector, upstream_id) DO NOTHING");
+            q.build().execute(&mut *$tx).await?;
+        }
+        let changed_parts: Vec<(&(String, String), &crate::work::Part)> = $work
+            .parts_changed
+            .iter()
+            .filter(|key| !$work.parts_new.contains(key))
+            .filter_map(|key| $work.parts.get(key).map(|part| (key, part)))
+            .collect();
+        for chunk in changed_parts.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::new("WITH v (connector, upstream_id, status) AS (");
+            q.push_values(chunk.iter(), |mut b, ((connector, part_id), part)| {
+                b.push_bind(connector.as_str())
+                    .push_bind(part_id.as_str())
+                    .push_bind(part.status.map(|s| s.as_str()));
+            });
+            q.push(
+                ") UPDATE upstream_parts SET status = v.status FROM v \
+                 WHERE upstream_parts.connector = v.connector AND upstream_parts.upstream_id = v.upstream_id",
+            );
             q.build().execute(&mut *$tx).await?;
         }
         for chunk in $work.early_done.chunks(500) {

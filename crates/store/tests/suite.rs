@@ -379,3 +379,387 @@ on_every_backend!(listing_filters_and_pages, |store: Store| async move {
             .is_empty()
     );
 });
+
+// ---- What the channels keep: notices, presence, parts, attachments, bridges. ----
+
+/// Inserts `message`, takes it for sending through `connector`, and returns its id.
+async fn sending(store: &Store, mut message: Message, connector: &'static str) -> String {
+    message.metadata.insert("k".into(), "v".into());
+    let id = message.id.to_string();
+    store.insert_message(new(message)).await.expect("insert");
+    let claimed = store
+        .claim(switchboard_store::Claim {
+            owner: "test".into(),
+            lease: std::time::Duration::from_secs(60),
+            limit: 100,
+            channels: vec![Channel::Sms],
+            decide: std::sync::Arc::new(move |m: &Message| switchboard_store::Dispatch::Send {
+                connector: connector.into(),
+                to: m.to.clone(),
+                channel: m.channel,
+            }),
+        })
+        .await
+        .expect("claim");
+    assert!(claimed.iter().any(|c| c.message.id.as_str() == id));
+    id
+}
+
+fn accepted(upstream: &str, parts: &[&str]) -> switchboard_store::AttemptResult {
+    switchboard_store::AttemptResult::Accepted {
+        upstream_id: Some(upstream.into()),
+        status: MessageStatus::Sent,
+        metadata: Vec::new(),
+        parts: parts.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn report(upstream: &str, status: MessageStatus) -> switchboard_store::Report {
+    switchboard_store::Report {
+        connector: "up".into(),
+        upstream_id: upstream.into(),
+        status,
+        error: (status == MessageStatus::Undelivered).then(|| ("UNDELIV".into(), "no".into())),
+        at: Utc::now(),
+    }
+}
+
+async fn status_of(store: &Store, id: &str) -> MessageStatus {
+    store
+        .get_message("acme", id)
+        .await
+        .expect("get")
+        .expect("exists")
+        .status
+}
+
+on_every_backend!(parts_roll_up_into_the_message, |store: Store| async move {
+    // Every part delivered: the message is delivered only with the last one.
+    let id = sending(&store, message("acme", "+14155550100", "long"), "up").await;
+    store
+        .record_outcome(&id, "up", accepted("p1", &["p1", "p2", "p3"]))
+        .await
+        .expect("outcome");
+    store
+        .report(report("p2", MessageStatus::Delivered))
+        .await
+        .expect("report");
+    store
+        .report(report("p1", MessageStatus::Delivered))
+        .await
+        .expect("report");
+    assert_eq!(status_of(&store, &id).await, MessageStatus::Sent);
+    store
+        .report(report("p3", MessageStatus::Delivered))
+        .await
+        .expect("report");
+    assert_eq!(status_of(&store, &id).await, MessageStatus::Delivered);
+
+    // One part undelivered: the message is undelivered at once, with its code.
+    let id = sending(&store, message("acme", "+14155550101", "long"), "up").await;
+    store
+        .record_outcome(&id, "up", accepted("q1", &["q1", "q2"]))
+        .await
+        .expect("outcome");
+    store
+        .report(report("q2", MessageStatus::Undelivered))
+        .await
+        .expect("report");
+    let failed = store
+        .get_message("acme", &id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(failed.status, MessageStatus::Undelivered);
+    assert_eq!(failed.error.map(|e| e.code), Some("UNDELIV".to_owned()));
+
+    // A part's receipt that arrives before the send outcome is kept and applied then.
+    let id = sending(&store, message("acme", "+14155550102", "long"), "up").await;
+    let early = store
+        .report(report("r2", MessageStatus::Delivered))
+        .await
+        .expect("report");
+    assert_eq!(early, switchboard_store::ReportOutcome::Kept);
+    store
+        .record_outcome(&id, "up", accepted("r1", &["r1", "r2"]))
+        .await
+        .expect("outcome");
+    assert_eq!(status_of(&store, &id).await, MessageStatus::Sent);
+    store
+        .report(report("r1", MessageStatus::Delivered))
+        .await
+        .expect("report");
+    assert_eq!(status_of(&store, &id).await, MessageStatus::Delivered);
+});
+
+on_every_backend!(notices_for_a_channel_session, |store: Store| async move {
+    store
+        .register_notice_recipient("smpp:carrier1", "acme")
+        .await
+        .expect("register");
+    store
+        .register_notice_recipient("smpp:carrier1", "acme")
+        .await
+        .expect("again");
+    let lease = std::time::Duration::from_secs(60);
+    let day = std::time::Duration::from_secs(86_400);
+
+    // A message received for the tenant: a notice.
+    let mut inbound = message("acme", "+15550100", "hi from outside");
+    inbound.direction = Direction::Inbound;
+    inbound.status = MessageStatus::Received;
+    inbound.events = Some(vec![switchboard_model::StatusEvent {
+        status: MessageStatus::Received,
+        at: inbound.created_at,
+        detail: None,
+    }]);
+    let received_id = inbound.id.to_string();
+    store
+        .insert_message(NewMessage {
+            message: inbound,
+            enqueue: false,
+            idempotency: None,
+        })
+        .await
+        .expect("insert");
+    // A message of another tenant: none.
+    let mut other = message("globex", "+15550100", "not yours");
+    other.direction = Direction::Inbound;
+    other.status = MessageStatus::Received;
+    store
+        .insert_message(NewMessage {
+            message: other,
+            enqueue: false,
+            idempotency: None,
+        })
+        .await
+        .expect("insert");
+
+    // A submitted message that asks for receipts: a notice at its final status only.
+    let mut submitted = message("acme", "+14155550100", "receipt please");
+    submitted
+        .metadata
+        .insert("notify".into(), "smpp:carrier1".into());
+    let id = sending(&store, submitted, "up").await;
+    store
+        .record_outcome(&id, "up", accepted("u1", &[]))
+        .await
+        .expect("outcome");
+    store
+        .report(report("u1", MessageStatus::Delivered))
+        .await
+        .expect("report");
+
+    let taken = store
+        .take_notices("smpp:carrier1", 10, lease, day)
+        .await
+        .expect("take");
+    let kinds: Vec<(String, String, MessageStatus)> = taken
+        .iter()
+        .map(|n| (n.kind.clone(), n.message.id.to_string(), n.message.status))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("received".to_owned(), received_id, MessageStatus::Received),
+            ("status".to_owned(), id.clone(), MessageStatus::Delivered),
+        ]
+    );
+    // Leased: not handed out again until done or the lease ends.
+    assert!(
+        store
+            .take_notices("smpp:carrier1", 10, lease, day)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+    let ids: Vec<String> = taken.iter().map(|n| n.id.clone()).collect();
+    store.notices_done(&ids).await.expect("done");
+
+    // A lease that ran out hands the notice out again; an expired one is dropped.
+    let mut again = message("acme", "+14155550103", "again");
+    again
+        .metadata
+        .insert("notify".into(), "smpp:carrier1".into());
+    let id = sending(&store, again, "up").await;
+    store
+        .record_outcome(&id, "up", accepted("u2", &[]))
+        .await
+        .expect("outcome");
+    store
+        .report(report("u2", MessageStatus::Undelivered))
+        .await
+        .expect("report");
+    let first = store
+        .take_notices("smpp:carrier1", 10, std::time::Duration::ZERO, day)
+        .await
+        .expect("take");
+    assert_eq!(first.len(), 1);
+    let second = store
+        .take_notices("smpp:carrier1", 10, lease, day)
+        .await
+        .expect("take");
+    assert_eq!(
+        second.iter().map(|n| &n.id).collect::<Vec<_>>(),
+        vec![&first[0].id]
+    );
+    assert_eq!(second[0].message.status, MessageStatus::Undelivered);
+});
+
+on_every_backend!(presence_is_kept_and_announced, |store: Store| async move {
+    let subscription = store
+        .create_subscription(
+            "acme",
+            "http://127.0.0.1:9/",
+            &["presence.changed".to_owned()],
+            "whsec_x",
+        )
+        .await
+        .expect("subscribe");
+    let row = |availability: &str, status: Option<&str>| switchboard_store::PresenceRow {
+        tenant: "acme".into(),
+        address: "xmpp:alice@localhost".into(),
+        availability: availability.into(),
+        status: status.map(str::to_owned),
+        at: switchboard_store::from_micros(switchboard_store::to_micros(Utc::now())),
+    };
+    assert!(
+        store
+            .update_presence(row("away", Some("lunch")))
+            .await
+            .expect("update")
+    );
+    // The same again is no change, and no event.
+    assert!(
+        !store
+            .update_presence(row("away", Some("lunch")))
+            .await
+            .expect("update")
+    );
+    let kept = store
+        .get_presence("acme", "xmpp:alice@localhost")
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        (kept.availability.as_str(), kept.status.as_deref()),
+        ("away", Some("lunch"))
+    );
+    assert!(
+        store
+            .get_presence("globex", "xmpp:alice@localhost")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let due = store
+        .claim_deliveries(
+            Utc::now() + Duration::seconds(1),
+            std::time::Duration::from_secs(30),
+            10,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].subscription_id, subscription.id);
+    assert_eq!(due[0].event_type, "presence.changed");
+    let payload: serde_json::Value =
+        serde_json::from_str(due[0].payload.as_deref().expect("payload")).expect("json");
+    assert_eq!(payload["availability"], "away");
+    assert_eq!(payload["status"], "lunch");
+});
+
+on_every_backend!(attachments_replace_and_bridges, |store: Store| async move {
+    let queued = message("acme", "+14155550100", "first text");
+    let id = queued.id.to_string();
+    store
+        .put_attachments(
+            &id,
+            &[switchboard_store::AttachmentData {
+                name: Some("a.pdf".into()),
+                content_type: "application/pdf".into(),
+                data: vec![0, 1, 2, 255],
+            }],
+        )
+        .await
+        .expect("attachments");
+    store.insert_message(new(queued)).await.expect("insert");
+    let got = store
+        .get_attachment("acme", &id, 0)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(got.data, vec![0, 1, 2, 255]);
+    assert!(
+        store
+            .get_attachment("globex", &id, 0)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_attachment("acme", &id, 1)
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // Replaced while queued, with the SMS details of the new text.
+    let outcome = store
+        .replace_text("acme", &id, "ünïcödé ☃")
+        .await
+        .expect("replace");
+    assert_eq!(outcome, CancelOutcome::Canceled);
+    let replaced = store
+        .get_message("acme", &id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(replaced.text, "ünïcödé ☃");
+    assert_eq!(
+        replaced.encoding,
+        Some(switchboard_model::text::Encoding::Ucs2)
+    );
+    assert_eq!(
+        store
+            .replace_text("globex", &id, "x")
+            .await
+            .expect("replace"),
+        CancelOutcome::NotFound
+    );
+    let sent_id = sending(&store, message("acme", "+14155550104", "gone"), "up").await;
+    assert!(matches!(
+        store
+            .replace_text("acme", &sent_id, "late")
+            .await
+            .expect("replace"),
+        CancelOutcome::TooLate(MessageStatus::Sending)
+    ));
+
+    let bridge = switchboard_store::Bridge {
+        peer: "+14155550100".into(),
+        ours: "+15550100".into(),
+        tenant: "acme".into(),
+        reply_to: "bob@example.org".into(),
+        reply_from: Some("+14155550100".into()),
+        thread: Some("<m1@example.org>".into()),
+        message_id: id.clone(),
+    };
+    store.record_bridge(&bridge).await.expect("bridge");
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    assert_eq!(
+        store
+            .find_bridge("+14155550100", "+15550100", week)
+            .await
+            .expect("find"),
+        Some(bridge.clone())
+    );
+    assert_eq!(
+        store
+            .find_bridge("+15550100", "+14155550100", week)
+            .await
+            .expect("find"),
+        None
+    );
+});

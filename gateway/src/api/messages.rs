@@ -486,6 +486,53 @@ pub async fn cancel(
     }
 }
 
+/// Download an attachment of a message (email parts, CPIM) as it arrived.
+#[utoipa::path(
+    operation_id = "get_message_attachment",
+    get,
+    path = "/v1/messages/{id}/attachments/{index}",
+    tag = "messages",
+    params(
+        ("id" = String, Path, description = "The message id"),
+        ("index" = u32, Path, description = "The attachment's place in `attachments`, from 0"),
+    ),
+    responses(
+        (status = 200, description = "The attachment's bytes, with its content type"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message or attachment for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn attachment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, index)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
+    let attachment = state
+        .store
+        .get_attachment(&caller.0.id, &id, index)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no attachment {index} of message {id:?}")))?;
+    let content_type = HeaderValue::from_str(&attachment.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut response = (StatusCode::OK, attachment.data).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    if let Some(name) = attachment.name {
+        let safe: String = name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
+}
+
 /// List messages, newest first.
 #[utoipa::path(
     operation_id = "list_messages",

@@ -5,6 +5,7 @@ pub mod body;
 pub mod connectors;
 pub mod cursor;
 pub mod messages;
+pub mod presence;
 pub mod problem;
 pub mod system;
 pub mod webhooks;
@@ -36,6 +37,7 @@ use problem::ApiError;
         messages::list,
         messages::get,
         messages::cancel,
+        messages::attachment,
         webhooks::create,
         webhooks::list,
         webhooks::get,
@@ -44,6 +46,7 @@ use problem::ApiError;
         webhooks::retry,
         connectors::list,
         connectors::routes,
+        presence::get,
         system::healthz,
         system::readyz,
         system::metrics,
@@ -54,6 +57,7 @@ use problem::ApiError;
         (name = "messages", description = "Send, read, list and cancel messages"),
         (name = "webhooks", description = "Signed event deliveries to your endpoints"),
         (name = "connectors", description = "Connectors and the route table"),
+        (name = "presence", description = "Presence of contacts, as channels report it"),
         (name = "system", description = "Health, readiness and metrics"),
     )
 )]
@@ -89,6 +93,11 @@ pub fn app(state: AppState) -> Router {
             "/v1/messages/{id}",
             get(messages::get).delete(messages::cancel),
         )
+        .route(
+            "/v1/messages/{id}/attachments/{index}",
+            get(messages::attachment),
+        )
+        .route("/v1/presence/{address}", get(presence::get))
         .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/v1/webhooks/{id}",
