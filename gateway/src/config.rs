@@ -296,10 +296,30 @@ pub fn load(
                 message: format!("cannot read the config file: {e}"),
             }])
         })?,
-        None => String::new(),
+        None => EMBEDDED_DEFAULT.to_owned(),
     };
     parse(&text, env)
 }
+
+/// The configuration with no file at all (DESIGN.md section 8): SQLite in
+/// `./switchboard-data/`, the REST API on 127.0.0.1:8080, and the channel listeners on
+/// loopback: SMPP on 2775 (bind with an account added to `[[smpp.server.accounts]]`),
+/// SIP on 5060 and SMTP on 2525 for the domain `localhost`, owned by the embedded
+/// default tenant.
+pub const EMBEDDED_DEFAULT: &str = r#"
+[smpp.server]
+listen = "127.0.0.1:2775"
+
+[sip]
+listen = "127.0.0.1:5060"
+domain = "localhost"
+tenant = "default"
+
+[email]
+listen = "127.0.0.1:2525"
+domains = ["localhost"]
+tenant = "default"
+"#;
 
 /// Parses TOML `text`, applies the environment overrides and checks the result.
 pub fn parse(

@@ -32,6 +32,15 @@ fn no_file_is_the_embedded_default() {
         config::data_dir(&config),
         std::path::Path::new("switchboard-data")
     );
+    // With no file at all, the channel listeners are on loopback too.
+    let config = config::load(None, []).expect("embedded default");
+    let smpp = config.smpp.server.as_ref().expect("SMPP server");
+    assert_eq!(smpp.listen.to_string(), "127.0.0.1:2775");
+    let sip = config.sip.as_ref().expect("SIP");
+    assert_eq!(sip.listen.to_string(), "127.0.0.1:5060");
+    let email = config.email.as_ref().expect("email");
+    assert_eq!(email.listen.to_string(), "127.0.0.1:2525");
+    assert_eq!(email.relay, None);
 }
 
 #[test]
