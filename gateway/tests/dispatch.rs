@@ -713,7 +713,9 @@ addresses = ["+15550100"]
     };
     let sent = gw.until(&id, "sent").await;
     assert_eq!(sent["tenant"], "acme");
-    assert_eq!(sent["from"], "xmpp:alice@example.org");
+    // SMS cannot carry an XMPP sender, and acme has no SMS address of its own.
+    assert_eq!(sent["from"], Value::Null);
+    assert_eq!(sent["metadata"]["original_from"], "xmpp:alice@example.org");
     assert_eq!(sent["metadata"]["source"], "xmpp");
     assert_eq!(sms.sent_to(), ["+14155550100"]);
 
@@ -739,5 +741,254 @@ addresses = ["+15550100"]
         matches!(bad, IngestOutcome::Refused { ref code, .. } if code == "invalid_address"),
         "{bad:?}"
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn core_handles_for_channel_sessions() {
+    use switchboard_adapter::{
+        Availability, ChangeOutcome, NoticeKind, PresenceUpdate, Recipient, Submission,
+        SubmitOutcome,
+    };
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![Step::Delivered]);
+    let gw = gateway("addresses = [\"+15550100\"]", vec![sms.clone()]).await;
+    let (_stop, shutdown) = switchboard_adapter::Shutdown::pair();
+    let core = switchboard::core::core(&gw.state, shutdown);
+    let recipient = Recipient {
+        key: "smpp:carrier1".into(),
+        tenant: "acme".into(),
+    };
+    core.notices.register(&recipient).await.expect("register");
+
+    // A submission asking for a receipt: stored, sent, and its final status noticed.
+    let mut metadata = std::collections::BTreeMap::new();
+    metadata.insert("notify".to_owned(), "smpp:carrier1".to_owned());
+    let submitted = core
+        .submit
+        .submit(Submission {
+            tenant: "acme".into(),
+            from: Some("+15550100".into()),
+            to: "+1 415 555 0100".into(),
+            text: "receipt please".into(),
+            metadata,
+            ..Submission::default()
+        })
+        .await
+        .expect("submit");
+    let SubmitOutcome::Accepted { id } = submitted else {
+        panic!("{submitted:?}")
+    };
+    let delivered = gw.until(&id, "delivered").await;
+    assert_eq!(delivered["to"], "+14155550100");
+    let lease = Duration::from_secs(60);
+    let day = Duration::from_secs(86_400);
+    let notices = core
+        .notices
+        .take(&recipient, 10, lease, day)
+        .await
+        .expect("take");
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].kind, NoticeKind::Status);
+    assert_eq!(notices[0].message.id.as_str(), id);
+    assert_eq!(notices[0].message.status, MessageStatus::Delivered);
+    let ids: Vec<String> = notices.iter().map(|n| n.id.clone()).collect();
+    core.notices.done(&ids).await.expect("done");
+    assert!(
+        core.notices
+            .take(&recipient, 10, lease, day)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+
+    // Refusals, in our own codes.
+    let refused = |outcome: SubmitOutcome| match outcome {
+        SubmitOutcome::Refused { code, .. } => code,
+        other => panic!("{other:?}"),
+    };
+    let bad_to = Submission {
+        tenant: "acme".into(),
+        to: "not a number!".into(),
+        text: "x".into(),
+        ..Submission::default()
+    };
+    assert_eq!(
+        refused(core.submit.submit(bad_to).await.expect("submit")),
+        "invalid_address"
+    );
+    let nobody = Submission {
+        tenant: "nobody".into(),
+        to: "+14155550100".into(),
+        text: "x".into(),
+        ..Submission::default()
+    };
+    assert_eq!(
+        refused(core.submit.submit(nobody).await.expect("submit")),
+        "unknown_tenant"
+    );
+
+    // Query, replace and cancel, each only for the owning tenant and while queued.
+    assert!(
+        core.submit
+            .query("acme", &id)
+            .await
+            .expect("query")
+            .is_some()
+    );
+    assert!(
+        core.submit
+            .query("globex", &id)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    assert_eq!(
+        core.submit.cancel("acme", &id).await.expect("cancel"),
+        ChangeOutcome::TooLate
+    );
+    let later = Submission {
+        tenant: "acme".into(),
+        to: "+14155550101".into(),
+        text: "first words".into(),
+        send_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        ..Submission::default()
+    };
+    let SubmitOutcome::Accepted { id: later } = core.submit.submit(later).await.expect("submit")
+    else {
+        panic!("not accepted")
+    };
+    assert_eq!(
+        core.submit
+            .replace("acme", &later, "second words".into())
+            .await
+            .expect("replace"),
+        ChangeOutcome::Done
+    );
+    let replaced = core
+        .submit
+        .query("acme", &later)
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(replaced.text, "second words");
+    assert_eq!(
+        core.submit.cancel("globex", &later).await.expect("cancel"),
+        ChangeOutcome::NotFound
+    );
+    assert_eq!(
+        core.submit.cancel("acme", &later).await.expect("cancel"),
+        ChangeOutcome::Done
+    );
+    gw.until(&later, "canceled").await;
+
+    // Presence, served by the API.
+    core.presence
+        .update(PresenceUpdate {
+            tenant: "acme".into(),
+            address: "xmpp:alice@localhost".into(),
+            availability: Availability::Away,
+            status: Some("lunch".into()),
+            at: chrono::Utc::now(),
+        })
+        .await
+        .expect("presence");
+    let presence = gw.get("/v1/presence/xmpp:alice@localhost").await;
+    assert_eq!(presence["availability"], "away");
+    assert_eq!(presence["status"], "lunch");
+    let unknown = gw.get("/v1/presence/xmpp:bob@localhost").await;
+    assert_eq!(unknown["status"], 404);
+
+    // An inbound message with an attachment: the bytes come back from the API.
+    let mut with_file = inbound(Channel::Sms, "+14155550123", "+15550100");
+    with_file.attachments = vec![switchboard_adapter::InboundAttachment {
+        name: Some("notes.txt".into()),
+        content_type: "text/plain".into(),
+        data: b"attached bytes".to_vec(),
+    }];
+    let received = core.ingest.receive(with_file).await.expect("ingest");
+    let switchboard_adapter::IngestOutcome::Received { id: received } = received else {
+        panic!("{received:?}")
+    };
+    let message = gw.get(&format!("/v1/messages/{received}")).await;
+    assert_eq!(message["attachments"][0]["name"], "notes.txt");
+    assert_eq!(message["attachments"][0]["size"], 14);
+    let response = switchboard::api::app(gw.state.clone())
+        .oneshot(
+            Request::get(format!("/v1/messages/{received}/attachments/0"))
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("call");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(&bytes[..], b"attached bytes");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn replies_to_bridged_conversations_go_back() {
+    use switchboard_adapter::{Ingest, IngestOutcome};
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    let email = TestAdapter::new("email", Channel::Email, vec![]);
+    let xmpp = TestAdapter::new("xmpp", Channel::Xmpp, vec![]);
+    let extra = r#"addresses = ["+15550100"]
+[[routes]]
+match = { to = "+15550199", direction = "inbound" }
+rewrite_to = "xmpp:alice@localhost"
+"#;
+    let gw = gateway(extra, vec![sms.clone(), email.clone(), xmpp.clone()]).await;
+    let ingest = switchboard::ingest::GatewayIngest(gw.state.clone());
+    let forwarded = |outcome: IngestOutcome| match outcome {
+        IngestOutcome::Forwarded { id } => id,
+        other => panic!("{other:?}"),
+    };
+
+    // A mail to an SMS number leaves as SMS from the tenant's own number...
+    let mut mail = inbound(Channel::Email, "bob@example.org", "+14155550100");
+    mail.metadata = vec![("email.message_id".into(), "<m1@example.org>".into())];
+    let id = forwarded(ingest.receive(mail).await.expect("ingest"));
+    let sms_out = gw.until(&id, "sent").await;
+    assert_eq!(sms_out["from"], "+15550100");
+    assert_eq!(sms_out["metadata"]["original_from"], "bob@example.org");
+
+    // ...and the SMS answer to that number goes back to the mail's sender, threaded.
+    let answer = inbound(Channel::Sms, "+14155550100", "+15550100");
+    let id = forwarded(ingest.receive(answer).await.expect("ingest"));
+    let mail_out = gw.until(&id, "sent").await;
+    assert_eq!(mail_out["to"], "bob@example.org");
+    assert_eq!(mail_out["from"], "+14155550100");
+    assert_eq!(
+        mail_out["metadata"]["email.in_reply_to"],
+        "<m1@example.org>"
+    );
+    assert_eq!(email.sent_to(), ["bob@example.org"]);
+
+    // An SMS bridged to XMPP by a route; the XMPP user's answer leaves as SMS from the
+    // number first written to.
+    let sms_in = inbound(Channel::Sms, "+14155550123", "+15550199");
+    let id = forwarded(ingest.receive(sms_in).await.expect("ingest"));
+    let to_xmpp = gw.until(&id, "sent").await;
+    assert_eq!(to_xmpp["to"], "xmpp:alice@localhost");
+    assert_eq!(to_xmpp["from"], "+14155550123");
+    let reply = inbound(Channel::Xmpp, "xmpp:alice@localhost", "+14155550123");
+    let id = forwarded(ingest.receive(reply).await.expect("ingest"));
+    let back = gw.until(&id, "sent").await;
+    assert_eq!(back["to"], "+14155550123");
+    assert_eq!(back["from"], "+15550199");
+
+    // Someone else writing to the tenant's number is simply received.
+    let other = inbound(Channel::Sms, "+14155550999", "+15550100");
+    assert!(matches!(
+        ingest.receive(other).await.expect("ingest"),
+        IngestOutcome::Received { .. }
+    ));
     gw.stop().await;
 }
