@@ -25,6 +25,37 @@ pub struct SmppServerConfig {
     /// `[[smpp.server.accounts]]` (read one by one).
     #[serde(skip)]
     pub accounts: Vec<SmppAccountConfig>,
+    /// The largest PDU (command_length) a bind may send; a longer one is refused with
+    /// generic_nack ESME_RINVCMDLEN and that session is closed, without allocating it.
+    #[serde(default = "default_max_pdu_bytes")]
+    pub max_pdu_bytes: u32,
+    /// A bind that sends nothing (not even enquire_link) for this long is unbound.
+    #[serde(default = "default_inactivity_seconds")]
+    pub inactivity_timeout_seconds: u64,
+    /// How long the parts of a concatenated submit wait for the missing ones; then the
+    /// held parts are answered ESME_RSUBMITFAIL.
+    #[serde(default = "default_reassembly_seconds")]
+    pub reassembly_timeout_seconds: u64,
+    /// How long a deliver_sm waits for its deliver_sm_resp before it is given up and the
+    /// notice is handed out again.
+    #[serde(default = "default_response_seconds")]
+    pub response_timeout_seconds: u64,
+}
+
+fn default_max_pdu_bytes() -> u32 {
+    65_536
+}
+
+fn default_inactivity_seconds() -> u64 {
+    120
+}
+
+fn default_reassembly_seconds() -> u64 {
+    60
+}
+
+fn default_response_seconds() -> u64 {
+    30
 }
 
 /// `[[smpp.server.accounts]]`
@@ -37,6 +68,44 @@ pub struct SmppAccountConfig {
     pub password: String,
     /// The tenant its messages belong to.
     pub tenant: String,
+    /// Source IP addresses it may bind from (empty: any); others get ESME_RBINDFAIL.
+    #[serde(default)]
+    pub allowed_ips: Vec<std::net::IpAddr>,
+    /// How many binds it may hold at once; one more gets ESME_RBINDFAIL.
+    #[serde(default = "default_max_binds")]
+    pub max_binds: u32,
+    /// Per bind: the most submits we hold unanswered (one more gets ESME_RTHROTTLED), and
+    /// the most deliver_sm we send it without a response.
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Segments a second the account may submit across its binds; over it a submit gets
+    /// ESME_RTHROTTLED. 0: no limit.
+    #[serde(default)]
+    pub throughput: u32,
+    /// Submits in progress (being stored, or parts waiting for the rest of their message)
+    /// across its binds; one more gets ESME_RMSGQFUL.
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: u32,
+    /// How long receipts and inbound messages are kept for it while none of its receiver
+    /// binds is up; older ones are dropped.
+    #[serde(default = "default_receipt_expiry_seconds")]
+    pub receipt_expiry_seconds: u64,
+}
+
+fn default_max_binds() -> u32 {
+    10
+}
+
+fn default_window() -> u32 {
+    100
+}
+
+fn default_queue_limit() -> u32 {
+    10_000
+}
+
+fn default_receipt_expiry_seconds() -> u64 {
+    72 * 3600
 }
 
 /// `[[smpp.connectors]]`
@@ -99,6 +168,42 @@ impl SmppConfig {
                         key("password"),
                         "at most 8 characters (SMPP 3.4 password)",
                     ));
+                }
+                if account.max_binds == 0 {
+                    problems.push(ConfigProblem::new(key("max_binds"), "at least 1"));
+                }
+                if account.window == 0 {
+                    problems.push(ConfigProblem::new(key("window"), "at least 1"));
+                }
+                if account.queue_limit == 0 {
+                    problems.push(ConfigProblem::new(key("queue_limit"), "at least 1"));
+                }
+                if account.receipt_expiry_seconds == 0 {
+                    problems.push(ConfigProblem::new(
+                        key("receipt_expiry_seconds"),
+                        "at least 1",
+                    ));
+                }
+            }
+            if !(64..=16_777_216).contains(&server.max_pdu_bytes) {
+                problems.push(ConfigProblem::new(
+                    "smpp.server.max_pdu_bytes",
+                    "from 64 to 16777216",
+                ));
+            }
+            for (k, v) in [
+                (
+                    "inactivity_timeout_seconds",
+                    server.inactivity_timeout_seconds,
+                ),
+                (
+                    "reassembly_timeout_seconds",
+                    server.reassembly_timeout_seconds,
+                ),
+                ("response_timeout_seconds", server.response_timeout_seconds),
+            ] {
+                if v == 0 {
+                    problems.push(ConfigProblem::new(format!("smpp.server.{k}"), "at least 1"));
                 }
             }
         }

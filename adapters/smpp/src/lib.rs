@@ -1,12 +1,20 @@
 //! SMPP: an SMSC server for carriers and an ESME client for upstream SMSCs.
 
 mod config;
+pub mod server;
 
 pub use crate::config::*;
+
+use std::sync::Arc;
 
 use switchboard_adapter::ChannelSet;
 
 /// The adapters and services of this channel for its part of the configuration.
-pub fn build(_config: &SmppConfig) -> Result<ChannelSet, String> {
-    Ok(ChannelSet::default())
+pub fn build(config: &SmppConfig) -> Result<ChannelSet, String> {
+    let mut set = ChannelSet::default();
+    if let Some(server) = &config.server {
+        set.services
+            .push(Arc::new(server::SmppServer::bind(server)?));
+    }
+    Ok(set)
 }
