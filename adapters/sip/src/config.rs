@@ -59,6 +59,14 @@ pub struct SipAuthConfig {
     pub realm: String,
     /// Who may send.
     pub users: Vec<SipUser>,
+    /// The digest algorithms offered in a `401`, in order of preference: `SHA-256`,
+    /// `MD5` (one `WWW-Authenticate` each). Some clients read only the first.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["SHA-256".to_owned(), "MD5".to_owned()]
 }
 
 /// One inbound sender's credentials.
@@ -156,6 +164,23 @@ impl SipConfig {
                     "sip.auth.users",
                     "at least one user is needed",
                 ));
+            }
+            if auth.algorithms.is_empty() {
+                problems.push(ConfigProblem::new(
+                    "sip.auth.algorithms",
+                    "at least one of SHA-256 and MD5 is needed",
+                ));
+            }
+            for (i, algorithm) in auth.algorithms.iter().enumerate() {
+                if !["SHA-256", "MD5"]
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(algorithm))
+                {
+                    problems.push(ConfigProblem::new(
+                        format!("sip.auth.algorithms[{i}]"),
+                        "expected SHA-256 or MD5",
+                    ));
+                }
             }
             for (i, user) in auth.users.iter().enumerate() {
                 if user.username.is_empty() {

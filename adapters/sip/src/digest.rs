@@ -28,7 +28,8 @@ impl Algorithm {
         }
     }
 
-    fn parse(name: &str) -> Option<Algorithm> {
+    /// `MD5` or `SHA-256` (any case).
+    pub fn parse(name: &str) -> Option<Algorithm> {
         if name.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if name.eq_ignore_ascii_case("SHA-256") {
@@ -217,15 +218,22 @@ pub enum Verdict {
 /// and a keyed hash of it).
 pub struct Verifier {
     realm: String,
+    algorithms: Vec<Algorithm>,
     users: HashMap<String, String>,
     secret: [u8; 32],
 }
 
 impl Verifier {
-    /// A verifier for `realm` with (user name, password) pairs.
-    pub fn new(realm: &str, users: impl IntoIterator<Item = (String, String)>) -> Verifier {
+    /// A verifier for `realm` offering `algorithms` (in order) with (user name,
+    /// password) pairs.
+    pub fn new(
+        realm: &str,
+        algorithms: Vec<Algorithm>,
+        users: impl IntoIterator<Item = (String, String)>,
+    ) -> Verifier {
         Verifier {
             realm: realm.to_owned(),
+            algorithms,
             users: users.into_iter().collect(),
             secret: rand::random(),
         }
@@ -244,11 +252,11 @@ impl Verifier {
             .map_or(0, |d| d.as_secs())
     }
 
-    /// The `WWW-Authenticate` values of a `401` (SHA-256 first, then MD5).
+    /// The `WWW-Authenticate` values of a `401`, one per algorithm offered.
     pub fn challenges(&self, stale: bool) -> Vec<String> {
         let nonce = self.nonce_at(Self::now());
-        [Algorithm::Sha256, Algorithm::Md5]
-            .into_iter()
+        self.algorithms
+            .iter()
             .map(|algorithm| {
                 format!(
                     "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{}",
@@ -275,7 +283,9 @@ impl Verifier {
         ) else {
             return Verdict::Bad;
         };
-        let Some(algorithm) = Algorithm::parse(get("algorithm").unwrap_or("MD5")) else {
+        let Some(algorithm) = Algorithm::parse(get("algorithm").unwrap_or("MD5"))
+            .filter(|a| self.algorithms.contains(a))
+        else {
             return Verdict::Bad;
         };
         let Some(password) = self.users.get(username) else {
@@ -364,7 +374,11 @@ mod tests {
 
     #[test]
     fn a_verifier_takes_its_own_challenge_answered() {
-        let verifier = Verifier::new("gw", [("alice".into(), "secret".into())]);
+        let verifier = Verifier::new(
+            "gw",
+            vec![Algorithm::Sha256, Algorithm::Md5],
+            [("alice".into(), "secret".into())],
+        );
         for value in verifier.challenges(false) {
             let challenge = Challenge::parse(&value).expect("challenge");
             let good = challenge.answer("MESSAGE", "sip:bob@gw", "alice", "secret", "c1");

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::SipConfig;
-use crate::digest::Verifier;
+use crate::digest::{Algorithm, Verifier};
 use crate::transaction::ServerTransactions;
 use crate::wire::{self, Incoming, WireError};
 
@@ -79,6 +79,10 @@ impl Endpoint {
         let verifier = config.auth.as_ref().map(|auth| {
             Verifier::new(
                 &auth.realm,
+                auth.algorithms
+                    .iter()
+                    .filter_map(|a| Algorithm::parse(a))
+                    .collect(),
                 auth.users
                     .iter()
                     .map(|u| (u.username.clone(), u.password.clone())),
@@ -331,7 +335,7 @@ impl Endpoint {
     pub async fn handle(self: Arc<Self>, data: Vec<u8>, reply: Reply) {
         match wire::parse(&data) {
             Ok(Incoming::Request(request)) => {
-                crate::server::handle_request(&self, request, reply).await;
+                crate::server::handle_request(&self, *request, reply).await;
             }
             Ok(Incoming::Response(response)) => {
                 let waiting = response.branch.as_ref().and_then(|branch| {

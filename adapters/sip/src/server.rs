@@ -238,12 +238,12 @@ pub fn destination(uri: &rsip::Uri, domain: &str, local_ip: std::net::IpAddr) ->
     match uri.user() {
         Some(user) if ours => {
             let number = user.strip_prefix('+').unwrap_or(user);
-            if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
-                if let Ok(address) = Address::parse(user)
-                    && address.channel() == Channel::Sms
-                {
-                    return Some(address.into_string());
-                }
+            if !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+                && let Ok(address) = Address::parse(user)
+                && address.channel() == Channel::Sms
+            {
+                return Some(address.into_string());
             }
             Some(format!("sip:{user}@{}", domain.to_ascii_lowercase()))
         }

@@ -47,10 +47,13 @@ pub fn key(request: &Request) -> String {
     }
 }
 
-#[derive(Default)]
+/// One transaction: until when it is kept, and its final response once sent.
+type Entry = (Instant, Option<Arc<[u8]>>);
+
 /// The table.
+#[derive(Default)]
 pub struct ServerTransactions {
-    entries: HashMap<String, (Instant, Option<Arc<[u8]>>)>,
+    entries: HashMap<String, Entry>,
     expiries: VecDeque<(Instant, String)>,
 }
 

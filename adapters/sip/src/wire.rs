@@ -17,7 +17,7 @@ pub const UDP_MAX_BYTES: usize = 1300;
 #[derive(Debug)]
 pub enum Incoming {
     /// A request (to the server side).
-    Request(Request),
+    Request(Box<Request>),
     /// A response (to a client transaction).
     Response(Response),
 }
@@ -306,7 +306,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, WireError> {
     };
     let branch = param(&echo.vias[0], "branch");
     let rsip_uri = request.uri;
-    Ok(Incoming::Request(Request {
+    Ok(Incoming::Request(Box::new(Request {
         method,
         uri: rsip_uri,
         branch,
@@ -318,7 +318,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, WireError> {
         authorization: first(&headers, "authorization").map(str::to_owned),
         body: body.to_vec(),
         echo,
-    }))
+    })))
 }
 
 /// `METHOD SP anything SP SIP/2.0` on the first line.
