@@ -9,29 +9,17 @@ use std::time::Duration;
 
 use common::*;
 
-fn sipsak_request(uri: &str, body: &str) -> String {
-    format!(
-        "MESSAGE {uri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKsipsak\r\n\
-         Max-Forwards: 70\r\n\
-         From: \"Alice\" <sip:alice@example.org>;tag=sipsak1\r\n\
-         To: <{uri}>\r\n\
-         Call-ID: sipsak-{}@example.org\r\n\
-         CSeq: 7 MESSAGE\r\n\
-         Content-Type: text/plain;charset=UTF-8\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len(),
-        body.len()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sipsak_message_over_udp_and_tcp_is_stored_then_answered_200() {
     let channel = start(&config(""));
     let dir = tempfile::tempdir().expect("tempdir");
     for (transport, body) in [("udp", "hello over udp"), ("tcp", "hello over tcp")] {
         let uri = format!("sip:+15550100@{}", channel.addr);
-        let file = request_file(dir.path(), transport, &sipsak_request(&uri, body));
+        let file = request_file(
+            dir.path(),
+            transport,
+            &sipsak_request(&uri, &format!("sipsak-{}@example.org", body.len()), body),
+        );
         let (code, out) = sipsak(&[
             "-f",
             file.to_str().expect("path"),
@@ -271,7 +259,11 @@ async fn malformed_datagrams_and_garbage_streams_leave_the_listener_healthy() {
     let dir = tempfile::tempdir().expect("tempdir");
     for transport in ["udp", "tcp"] {
         let uri = format!("sip:+15550101@{}", channel.addr);
-        let file = request_file(dir.path(), transport, &sipsak_request(&uri, "still here"));
+        let file = request_file(
+            dir.path(),
+            transport,
+            &sipsak_request(&uri, "still-here@example.org", "still here"),
+        );
         let (code, out) = sipsak(&[
             "-f",
             file.to_str().expect("path"),
@@ -295,7 +287,11 @@ async fn inbound_digest_authentication_with_sipsak() {
     ));
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = format!("sip:+15550102@{}", channel.addr);
-    let file = request_file(dir.path(), "auth", &sipsak_request(&uri, "authenticated"));
+    let file = request_file(
+        dir.path(),
+        "auth",
+        &sipsak_request(&uri, "auth@example.org", "authenticated"),
+    );
     let path = file.to_str().expect("path");
     let (code, out) = sipsak(&["-f", path, "-s", &uri, "-u", "alice", "-a", "wrong"]).await;
     assert_ne!(code, 0, "a wrong password is refused:\n{out}");

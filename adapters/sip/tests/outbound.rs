@@ -5,66 +5,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::net::UdpSocket;
+use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
 use switchboard_adapter::SendOutcome;
 use switchboard_model::{Channel, Direction, Message, MessageStatus};
-
-const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
-
-fn peer_config(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/peers/sip")
-        .join(name)
-}
-
-/// Kamailio with `template` (its @PORT@, @ALGORITHM@, @MODULES@ replaced) on a free port,
-/// once it answers.
-fn kamailio(dir: &Path, template: &str, algorithm: &str) -> (Peer, SocketAddr) {
-    let port = free_port();
-    let text = std::fs::read_to_string(peer_config(template))
-        .expect("the Kamailio config")
-        .replace("@PORT@", &port.to_string())
-        .replace("@ALGORITHM@", algorithm)
-        .replace("@MODULES@", MODULES);
-    let cfg = dir.join(format!("{template}.{port}"));
-    std::fs::write(&cfg, text).expect("write config");
-    let cfg = cfg.to_str().expect("path").to_owned();
-    let run = dir.to_str().expect("path").to_owned();
-    let peer = Peer::start(
-        &program("kamailio"),
-        &["-DD", "-E", "-f", &cfg, "-Y", &run, "-w", &run],
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_until_answering(addr);
-    (peer, addr)
-}
-
-/// Sends OPTIONS until any answer comes (Kamailio answers 405), within 20 s.
-fn wait_until_answering(addr: SocketAddr) {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let local = socket.local_addr().expect("addr");
-    let options = message("sip:probe@127.0.0.1", "z9hG4bKprobe", "", "text/plain", "")
-        .replace("MESSAGE sip", "OPTIONS sip")
-        .replace("1 MESSAGE", "1 OPTIONS")
-        .replace("127.0.0.1:5999", &local.to_string());
-    let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
-        let _ = socket.send_to(options.as_bytes(), addr);
-        if socket.recv_from(&mut buf).is_ok() {
-            return;
-        }
-    }
-    panic!("Kamailio on {addr} did not answer within 20 s");
-}
 
 fn outbound(to: &str, text: &str) -> Message {
     let mut message = Message::new(

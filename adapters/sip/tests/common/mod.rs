@@ -3,12 +3,9 @@
 //! that are killed when the test ends.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_adapter::{
     Adapter, BoxFuture, ChangeOutcome, Core, Inbound, Ingest, IngestOutcome, Notice, Notices,
@@ -18,6 +15,11 @@ use switchboard_adapter::{
 use switchboard_model::{Channel, Message};
 use switchboard_sip::SipConfig;
 use tokio::sync::{Notify, watch};
+
+#[path = "../../../../tests/sip_peers.rs"]
+pub mod peers;
+#[allow(unused_imports)]
+pub use peers::{Peer, kamailio, message, request_file, sipsak_request, status_of, udp_exchange};
 
 /// A core whose ingest records every inbound message. A `to` containing `unknown` is
 /// `Unknown`; one containing `broken` fails as a store error would.
@@ -187,164 +189,13 @@ pub fn start(config: &SipConfig) -> Running {
     }
 }
 
-/// Where the peers are installed (scripts/install-peers).
-pub fn peers_dir() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/switchboard/peers")
-        })
-}
-
-/// A program of a Debian peer, or a clear failure naming the installer.
-pub fn program(name: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
-        let path = Path::new(dir).join(name);
-        if path.exists() {
-            return path;
-        }
-    }
-    panic!("{name} is not installed: run scripts/install-peers");
-}
-
-/// A request file for `sipsak -f` (LF line ends: sipsak writes CRLF itself).
-pub fn request_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text.replace("\r\n", "\n")).expect("write the request");
-    path
-}
-
-/// Runs sipsak with `args` (plus `-vv`) and returns its exit code and output.
+/// Runs sipsak off the runtime's worker threads.
 pub async fn sipsak(args: &[&str]) -> (i32, String) {
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(program("sipsak"))
-            .args(args)
-            .arg("-vv")
-            .kill_on_drop(true)
-            .output(),
-    )
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        peers::sipsak(&args)
+    })
     .await
-    .expect("sipsak finished")
-    .expect("sipsak ran");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
-}
-
-/// Sends `bytes` from a fresh UDP socket and returns the first answer.
-pub fn udp_exchange(to: SocketAddr, bytes: &[u8]) -> String {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    socket.send_to(bytes, to).expect("send");
-    let mut buf = vec![0u8; 65_536];
-    let (n, _) = socket.recv_from(&mut buf).expect("an answer");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// A MESSAGE request with CRLF line ends.
-pub fn message(
-    uri: &str,
-    branch: &str,
-    extra_headers: &str,
-    content_type: &str,
-    body: &str,
-) -> String {
-    format!(
-        "MESSAGE {uri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:5999;branch={branch}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:alice@example.org>;tag=a1\r\n\
-         To: <{uri}>\r\n\
-         Call-ID: {branch}@example.org\r\n\
-         CSeq: 1 MESSAGE\r\n\
-         {extra_headers}\
-         Content-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// The status code of a response.
-pub fn status_of(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"))
-}
-
-/// A port that was free a moment ago (for peers that cannot be given port 0).
-pub fn free_port() -> u16 {
-    for _ in 0..32 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-/// A peer process in its own process group, killed (with its children) when dropped;
-/// its stderr lines arrive on a channel.
-pub struct Peer {
-    child: Child,
-    pub lines: mpsc::Receiver<String>,
-}
-
-impl Peer {
-    pub fn start(program: &Path, args: &[&str]) -> Peer {
-        use std::io::BufRead;
-        use std::os::unix::process::CommandExt;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Peer { child, lines }
-    }
-
-    /// Waits for a line containing `needle` and returns it.
-    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no line with {needle:?} within {within:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    .expect("sipsak ran")
 }
