@@ -1,6 +1,9 @@
 //! SMPP: an SMSC server for carriers and an ESME client for upstream SMSCs.
 
+pub mod codec;
+pub mod concat;
 mod config;
+pub mod receipt;
 pub mod server;
 
 pub use crate::config::*;
