@@ -1,0 +1,343 @@
+//! The `email` connector: outbound mail through `[email] relay` with `lettre` (pooled
+//! connections, STARTTLS or implicit TLS with rustls, AUTH). Each message becomes an
+//! RFC 5322 mail with a Message-ID of its own (`<message id>@<hostname>`, also its
+//! upstream id, so bounces find it), Date, From with a display name, threading headers
+//! from `email.in_reply_to` / `email.references`, and MIME encoding for non-ASCII.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message as Mail};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
+use lettre::{AsyncTransport, Tokio1Executor};
+use switchboard_adapter::{Adapter, BoxFuture, SendOutcome};
+use switchboard_model::{Address, Channel, Message};
+
+use crate::config::{EmailConfig, StartTlsPolicy};
+use crate::dsn;
+
+/// The `email` connector.
+pub struct Relay {
+    config: EmailConfig,
+    hostname: String,
+    host: String,
+    port: u16,
+    implicit_tls: bool,
+    root: Option<Vec<u8>>,
+    transport: OnceLock<Result<AsyncSmtpTransport<Tokio1Executor>, String>>,
+}
+
+impl Relay {
+    /// The connector for `config.relay` (checked by `problems()`); the CA file is read
+    /// here so a missing file is an error at start.
+    pub fn new(config: &EmailConfig, relay: &str) -> Result<Relay, String> {
+        let (implicit_tls, rest) = if let Some(rest) = relay.strip_prefix("smtps://") {
+            (true, rest)
+        } else if let Some(rest) = relay.strip_prefix("smtp://") {
+            (false, rest)
+        } else {
+            return Err(format!("email.relay: {relay:?} is not smtp:// or smtps://"));
+        };
+        let (host, port) = rest
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("email.relay: {relay:?} has no host:port"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let root = match &config.relay_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                format!("email.relay_ca_file: cannot read {}: {e}", path.display())
+            })?),
+            None => None,
+        };
+        Ok(Relay {
+            config: config.clone(),
+            hostname: config.hostname(),
+            host,
+            port,
+            implicit_tls,
+            root,
+            transport: OnceLock::new(),
+        })
+    }
+
+    /// The pooled transport, made on first use (its pool needs the runtime).
+    fn transport(&self) -> Result<&AsyncSmtpTransport<Tokio1Executor>, String> {
+        self.transport
+            .get_or_init(|| self.make_transport())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn make_transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        let mut tls = TlsParameters::builder(self.host.clone());
+        if let Some(pem) = &self.root {
+            let certificate = Certificate::from_pem(pem)
+                .map_err(|e| format!("email.relay_ca_file: not a PEM certificate: {e}"))?;
+            tls = tls.add_root_certificate(certificate);
+        }
+        let tls = tls
+            .build_rustls()
+            .map_err(|e| format!("cannot set up TLS for the relay: {e}"))?;
+        let tls = if self.implicit_tls {
+            Tls::Wrapper(tls)
+        } else {
+            match self.config.relay_starttls {
+                StartTlsPolicy::Opportunistic => Tls::Opportunistic(tls),
+                StartTlsPolicy::Required => Tls::Required(tls),
+                StartTlsPolicy::Never => Tls::None,
+            }
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
+            .port(self.port)
+            .tls(tls)
+            .hello_name(ClientId::Domain(self.hostname.clone()))
+            .timeout(Some(Duration::from_secs(self.config.relay_timeout_secs)))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(u32::try_from(self.config.concurrency).unwrap_or(u32::MAX)),
+            );
+        if let (Some(user), Some(password)) =
+            (&self.config.relay_username, &self.config.relay_password)
+        {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Ok(builder.build())
+    }
+
+    /// The mail for `message`, with its envelope and Message-ID (without brackets).
+    pub fn compose(&self, message: &Message) -> Result<(Mail, String), SendOutcome> {
+        let permanent = |code: &str, detail: String| SendOutcome::Permanent {
+            code: code.to_owned(),
+            detail,
+        };
+        let to: lettre::Address = message.to.parse().map_err(|e| {
+            permanent(
+                "invalid_address",
+                format!("{:?} is not a mail address: {e}", message.to),
+            )
+        })?;
+        let from = self
+            .sender(message.from.as_deref())
+            .map_err(|detail| permanent("invalid_address", detail))?;
+        let message_id = format!("{}@{}", message.id, self.hostname);
+        let mut builder = Mail::builder()
+            .from(from.clone())
+            .to(Mailbox::new(None, to.clone()))
+            .subject(
+                message
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| self.config.default_subject.clone()),
+            )
+            .message_id(Some(format!("<{message_id}>")))
+            .date_now()
+            .user_agent(format!("Switchboard/{}", env!("CARGO_PKG_VERSION")));
+        let in_reply_to = message.metadata.get("email.in_reply_to");
+        if let Some(parent) = in_reply_to {
+            builder = builder.in_reply_to(bracketed(parent));
+        }
+        let mut references: Vec<String> = message
+            .metadata
+            .get("email.references")
+            .map(|r| r.split_whitespace().map(bracketed).collect())
+            .unwrap_or_default();
+        if let Some(parent) = in_reply_to {
+            let parent = bracketed(parent);
+            if !references.contains(&parent) {
+                references.push(parent);
+            }
+        }
+        if !references.is_empty() {
+            builder = builder.references(references.join(" "));
+        }
+        let envelope_from = match &self.config.return_path {
+            Some(return_path) => dsn::verp_address(return_path, &message.id.to_string())
+                .parse()
+                .map_err(|e| permanent("invalid_address", format!("return path: {e}")))?,
+            None => from.email.clone(),
+        };
+        let envelope = Envelope::new(Some(envelope_from), vec![to])
+            .map_err(|e| permanent("invalid_address", e.to_string()))?;
+        let mail = builder
+            .envelope(envelope)
+            .header(ContentType::TEXT_PLAIN)
+            .body(message.text.clone())
+            .map_err(|e| permanent("invalid_message", e.to_string()))?;
+        Ok((mail, message_id))
+    }
+
+    /// The From mailbox: a mail address as it is; an SMS number as
+    /// `<number>@<first sms domain>` named `from_name` (or the number); anything else,
+    /// or nothing, as `default_from` named after the original sender.
+    fn sender(&self, from: Option<&str>) -> Result<Mailbox, String> {
+        let parsed = from.and_then(|f| Address::parse(f).ok());
+        let (name, address) = match &parsed {
+            Some(a) if a.channel() == Channel::Email => (None, a.as_str().to_owned()),
+            Some(a) if a.channel() == Channel::Sms => {
+                let domain = self
+                    .config
+                    .sms_domains()
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| self.hostname.clone());
+                (
+                    Some(
+                        self.config
+                            .from_name
+                            .clone()
+                            .unwrap_or_else(|| a.as_str().to_owned()),
+                    ),
+                    format!("{}@{domain}", a.as_str()),
+                )
+            }
+            other => (
+                other.as_ref().map(|a| a.as_str().to_owned()),
+                self.default_from(),
+            ),
+        };
+        let email: lettre::Address = address
+            .parse()
+            .map_err(|e| format!("sender {address:?} is not a mail address: {e}"))?;
+        Ok(Mailbox::new(name, email))
+    }
+
+    fn default_from(&self) -> String {
+        self.config.default_from.clone().unwrap_or_else(|| {
+            let domain = self
+                .config
+                .domains
+                .first()
+                .or(self.config.sms_domains.first())
+                .cloned()
+                .unwrap_or_else(|| self.hostname.clone());
+            format!("postmaster@{domain}")
+        })
+    }
+
+    async fn send_message(&self, message: &Message) -> SendOutcome {
+        let (mail, message_id) = match self.compose(message) {
+            Ok(composed) => composed,
+            Err(outcome) => return outcome,
+        };
+        let transport = match self.transport() {
+            Ok(transport) => transport,
+            Err(detail) => {
+                return SendOutcome::Permanent {
+                    code: "relay_config".to_owned(),
+                    detail,
+                };
+            }
+        };
+        match transport.send(mail).await {
+            Ok(response) => {
+                tracing::debug!(id = %message.id, code = %response.code(), "email: relay accepted the mail");
+                SendOutcome::Accepted {
+                    upstream_id: Some(message_id.clone()),
+                    status: switchboard_model::MessageStatus::Sent,
+                    metadata: vec![("email.message_id".to_owned(), message_id)],
+                    parts: Vec::new(),
+                }
+            }
+            Err(e) => outcome_of(&e),
+        }
+    }
+}
+
+/// The send outcome for a relay error: 5xx is permanent with `"<code> <enhanced code>"`,
+/// anything else (4xx, no connection, TLS, timeout) is transient.
+fn outcome_of(error: &lettre::transport::smtp::Error) -> SendOutcome {
+    let text = std::error::Error::source(error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let code = match error.status() {
+        Some(status) => {
+            let enhanced = text
+                .split_whitespace()
+                .next()
+                .filter(|w| is_enhanced_code(w));
+            match enhanced {
+                Some(enhanced) => format!("{status} {enhanced}"),
+                None => status.to_string(),
+            }
+        }
+        None => "connection".to_owned(),
+    };
+    let detail = if text.is_empty() {
+        error.to_string()
+    } else {
+        text
+    };
+    if error.is_permanent() {
+        tracing::info!(code = %code, detail = %detail, "email: relay refused the mail");
+        SendOutcome::Permanent { code, detail }
+    } else {
+        tracing::info!(code = %code, detail = %detail, "email: relay not reachable or busy");
+        SendOutcome::Transient {
+            code,
+            detail,
+            retry_after: None,
+        }
+    }
+}
+
+/// `5.1.1`, `4.2.0`: class, subject, detail.
+fn is_enhanced_code(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    parts.len() == 3
+        && matches!(parts.first(), Some(&("2" | "4" | "5")))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `id@host` as `<id@host>`.
+fn bracketed(id: &str) -> String {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    format!("<{id}>")
+}
+
+impl Adapter for Relay {
+    fn name(&self) -> &str {
+        "email"
+    }
+
+    fn channel(&self) -> Channel {
+        Channel::Email
+    }
+
+    fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(self.send_message(message))
+    }
+
+    fn concurrency(&self) -> usize {
+        self.config.concurrency
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_codes() {
+        assert!(is_enhanced_code("5.1.1"));
+        assert!(is_enhanced_code("4.7.100"));
+        assert!(!is_enhanced_code("550"));
+        assert!(!is_enhanced_code("5.1"));
+        assert!(!is_enhanced_code("x.1.1"));
+    }
+
+    #[test]
+    fn brackets() {
+        assert_eq!(bracketed("a@b"), "<a@b>");
+        assert_eq!(bracketed("<a@b>"), "<a@b>");
+    }
+}
