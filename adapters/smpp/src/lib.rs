@@ -1,5 +1,6 @@
 //! SMPP: an SMSC server for carriers and an ESME client for upstream SMSCs.
 
+pub mod client;
 pub mod codec;
 pub mod concat;
 mod config;
@@ -19,5 +20,6 @@ pub fn build(config: &SmppConfig) -> Result<ChannelSet, String> {
         set.services
             .push(Arc::new(server::SmppServer::bind(server)?));
     }
+    set.extend(client::build(&config.connectors));
     Ok(set)
 }

@@ -1,0 +1,311 @@
+//! deliver_sm from the SMSC: a delivery receipt becomes a status report, anything else
+//! an inbound message (its parts joined first). The deliver_sm_resp goes only after the
+//! core has committed what it carried; when the core cannot take it now the answer is
+//! ESME_RX_T_APPN so the SMSC sends it again, when it never will, ESME_RX_P_APPN.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use rusmpp::pdus::{DeliverSm, DeliverSmResp};
+use rusmpp::tlvs::TlvValue;
+use rusmpp::types::COctetString;
+use rusmpp::{Command, CommandStatus, Pdu};
+use switchboard_adapter::{Core, Inbound, IngestOutcome, StatusReport};
+use switchboard_model::Channel;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::Connector;
+use crate::concat::{self, UserData};
+use crate::receipt::{self, IdSource};
+use crate::server::reassembly::{Added, PartKey};
+use crate::server::submit::{SmeAddr, address};
+
+/// ESME Receiver Temporary App Error: the SMSC should try again later.
+pub const ESME_RX_T_APPN: u32 = 0x64;
+/// ESME Receiver Permanent App Error: the SMSC should not send it again.
+pub const ESME_RX_P_APPN: u32 = 0x65;
+
+/// Where the answer to one held deliver_sm goes.
+pub struct Held {
+    tx: mpsc::Sender<Command>,
+    sequence: u32,
+}
+
+impl Held {
+    /// Answers the deliver_sm with `status`.
+    pub async fn answer(self, status: u32) {
+        let resp = DeliverSmResp::new(COctetString::default(), Vec::new());
+        let command = Command::new(
+            CommandStatus::from(status),
+            self.sequence,
+            Pdu::DeliverSmResp(resp),
+        );
+        let _ = self.tx.send(command).await;
+    }
+}
+
+/// esm_class message type bits of a receipt: SMSC delivery receipt (0x04) or
+/// intermediate delivery notification (0x20).
+fn is_receipt_class(esm_class: u8) -> bool {
+    matches!(esm_class & 0x3c, 0x04 | 0x20)
+}
+
+/// What a deliver_sm is, as a receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipted {
+    /// A receipt of a final state.
+    Report(StatusReport),
+    /// A receipt of a state that is not final (ENROUTE, ACCEPTD).
+    NotFinal,
+    /// Not a receipt.
+    NotAReceipt,
+}
+
+/// Reads a deliver_sm as a receipt: the id from receipted_message_id first, else from
+/// the text; the state from the text's `stat`, else from message_state.
+pub fn report_of(connector: &Connector, pdu: &DeliverSm) -> Receipted {
+    let esm_class = u8::from(pdu.esm_class);
+    let text = String::from_utf8_lossy(pdu.short_message().as_ref()).into_owned();
+    let parsed = receipt::parse(&text);
+    if !is_receipt_class(esm_class) && parsed.is_none() {
+        return Receipted::NotAReceipt;
+    }
+    let parsed = parsed.unwrap_or_default();
+    let mut receipted = None;
+    let mut state = None;
+    for tlv in pdu.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => receipted = Some(id.as_str().to_owned()),
+            Some(TlvValue::MessageState(s)) => state = Some(u8::from(*s)),
+            _ => {}
+        }
+    }
+    let id = receipted
+        .filter(|id| !id.trim().is_empty())
+        .unwrap_or_else(|| parsed.id.clone());
+    if id.trim().is_empty() {
+        return Receipted::NotAReceipt;
+    }
+    let stat = if parsed.stat.is_empty() {
+        state
+            .and_then(receipt::stat_of_message_state)
+            .unwrap_or("")
+            .to_owned()
+    } else {
+        parsed.stat.clone()
+    };
+    let Some(status) = receipt::status_of_stat(&stat) else {
+        return Receipted::NotFinal;
+    };
+    let error = (status != switchboard_model::MessageStatus::Delivered).then(|| {
+        let err = if parsed.err.is_empty() {
+            "000"
+        } else {
+            parsed.err.as_str()
+        };
+        (stat.clone(), format!("stat:{stat} err:{err}"))
+    });
+    Receipted::Report(StatusReport {
+        connector: connector.name.clone(),
+        upstream_id: receipt::normalise_id(
+            &id,
+            connector.config.receipt_id_format,
+            IdSource::Receipt,
+        ),
+        status,
+        error,
+        at: receipt::parse_date(&parsed.done_date).unwrap_or_else(Utc::now),
+    })
+}
+
+/// Handles one deliver_sm and answers it (now, or when its message is complete).
+pub async fn deliver_sm(
+    connector: &Arc<Connector>,
+    core: &Core,
+    tx: mpsc::Sender<Command>,
+    sequence: u32,
+    pdu: DeliverSm,
+) {
+    let held = Held { tx, sequence };
+    let name = connector.name.as_str();
+    match report_of(connector, &pdu) {
+        Receipted::Report(report) => {
+            let upstream_id = report.upstream_id.clone();
+            let status = match core.reports.report(report).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    warn!(connector = name, %upstream_id, error = %e, "smpp client: receipt not recorded; asking the SMSC to send it again");
+                    ESME_RX_T_APPN
+                }
+            };
+            held.answer(status).await;
+            return;
+        }
+        Receipted::NotFinal => {
+            debug!(
+                connector = name,
+                "smpp client: receipt of a state that is not final"
+            );
+            held.answer(0).await;
+            return;
+        }
+        Receipted::NotAReceipt => {}
+    }
+    let esm_class = u8::from(pdu.esm_class);
+    let data_coding = u8::from(pdu.data_coding);
+    let from = address(&SmeAddr {
+        ton: u8::from(pdu.source_addr_ton),
+        npi: u8::from(pdu.source_addr_npi),
+        addr: pdu.source_addr.as_str().to_owned(),
+    });
+    let to = address(&SmeAddr {
+        ton: u8::from(pdu.dest_addr_ton),
+        npi: u8::from(pdu.dest_addr_npi),
+        addr: pdu.destination_addr.as_str().to_owned(),
+    });
+    let data = match concat::user_data(esm_class, pdu.short_message().as_ref(), pdu.tlvs()) {
+        Ok(data) => data,
+        Err(e) => {
+            warn!(connector = name, %from, %to, error = %e, "smpp client: deliver_sm user data cannot be read");
+            held.answer(ESME_RX_P_APPN).await;
+            return;
+        }
+    };
+    let (payload, helds, parts) = match data {
+        UserData {
+            payload,
+            part: None,
+        } => (payload, vec![held], 1),
+        UserData {
+            payload,
+            part: Some((reference, total, seq)),
+        } => {
+            let key = PartKey {
+                source: from.clone(),
+                destination: to.clone(),
+                reference,
+                total,
+            };
+            let added = {
+                let Ok(mut reassembly) = connector.reassembly.lock() else {
+                    held.answer(ESME_RX_T_APPN).await;
+                    return;
+                };
+                if reassembly.held() >= connector.config.reassembly_max_parts as usize {
+                    None
+                } else {
+                    Some(reassembly.add(
+                        key,
+                        seq,
+                        payload,
+                        held_later(&held),
+                        std::time::Instant::now(),
+                    ))
+                }
+            };
+            match added {
+                None => {
+                    warn!(
+                        connector = name,
+                        "smpp client: too many parts waiting for the rest of their message"
+                    );
+                    held.answer(ESME_RX_T_APPN).await;
+                    return;
+                }
+                Some(Added::Held) => {
+                    drop(held);
+                    return;
+                }
+                Some(Added::Complete(parts, extra)) => {
+                    for earlier in extra {
+                        earlier.answer(0).await;
+                    }
+                    let count = parts.len();
+                    let mut bytes = Vec::new();
+                    let mut helds = Vec::new();
+                    for (p, h) in parts {
+                        bytes.extend(p);
+                        helds.push(h);
+                    }
+                    drop(held);
+                    (bytes, helds, count)
+                }
+            }
+        }
+    };
+    let Some(text) = concat::decode_text(data_coding, &payload) else {
+        warn!(
+            connector = name,
+            data_coding, "smpp client: deliver_sm in a coding that is not text"
+        );
+        for h in helds {
+            h.answer(ESME_RX_P_APPN).await;
+        }
+        return;
+    };
+    let mut metadata = vec![
+        ("smpp.data_coding".to_owned(), data_coding.to_string()),
+        ("smpp.esm_class".to_owned(), esm_class.to_string()),
+    ];
+    if parts > 1 {
+        metadata.push(("smpp.parts".to_owned(), parts.to_string()));
+    }
+    let inbound = Inbound {
+        channel: Channel::Sms,
+        connector: connector.name.clone(),
+        tenant: connector.config.tenant.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        text,
+        subject: None,
+        metadata,
+        keep_unmatched: true,
+        attachments: Vec::new(),
+    };
+    let status = match core.ingest.receive(inbound).await {
+        Ok(IngestOutcome::Received { id } | IngestOutcome::Forwarded { id }) => {
+            info!(connector = name, %id, %from, %to, parts, "smpp client: inbound message stored");
+            0
+        }
+        Ok(IngestOutcome::Unknown) => {
+            warn!(connector = name, %from, %to, "smpp client: inbound message for nobody");
+            ESME_RX_P_APPN
+        }
+        Ok(IngestOutcome::Refused { code, detail }) => {
+            warn!(connector = name, %from, %to, %code, %detail, "smpp client: inbound message refused");
+            ESME_RX_P_APPN
+        }
+        Err(e) => {
+            warn!(connector = name, %from, %to, error = %e, "smpp client: inbound message not stored; asking the SMSC to send it again");
+            ESME_RX_T_APPN
+        }
+    };
+    for h in helds {
+        h.answer(status).await;
+    }
+}
+
+fn held_later(held: &Held) -> Held {
+    Held {
+        tx: held.tx.clone(),
+        sequence: held.sequence,
+    }
+}
+
+/// Answers the parts that waited too long for the rest of their message.
+pub async fn expire(connector: &Connector) {
+    let deadline = std::time::Instant::now()
+        .checked_sub(connector.settings.reassembly_timeout)
+        .unwrap_or_else(std::time::Instant::now);
+    let expired = match connector.reassembly.lock() {
+        Ok(mut r) => r.expire(deadline),
+        Err(_) => Vec::new(),
+    };
+    if !expired.is_empty() {
+        warn!(connector = %connector.name, parts = expired.len(), "smpp client: parts of inbound messages timed out waiting for the rest");
+    }
+    for h in expired {
+        h.answer(ESME_RX_T_APPN).await;
+    }
+}
