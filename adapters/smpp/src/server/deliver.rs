@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use rusmpp::CommandStatus;
 use rusmpp::pdus::DeliverSm;
 use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
@@ -21,6 +20,7 @@ use switchboard_model::{Message, MessageStatus};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::receipt::{self, Receipt};
 use crate::server::Shared;
 use crate::server::accounts::Account;
 use crate::server::session::{DeliverError, message_state};
@@ -175,12 +175,8 @@ pub fn wanted(registered_delivery: u8, status: MessageStatus) -> bool {
     }
 }
 
-fn receipt_date(at: DateTime<Utc>) -> String {
-    at.format("%y%m%d%H%M").to_string()
-}
-
 /// The usual receipt text: `id:… sub:001 dlvrd:001 submit date:… done date:… stat:…
-/// err:… text:…`.
+/// err:… text:…`, with the message's API id.
 pub fn receipt_text(message: &Message, stat: &str) -> String {
     let delivered = u8::from(message.status == MessageStatus::Delivered);
     let err = message
@@ -200,12 +196,16 @@ pub fn receipt_text(message: &Message, stat: &str) -> String {
             }
         })
         .collect();
-    format!(
-        "id:{} sub:001 dlvrd:{delivered:03} submit date:{} done date:{} stat:{stat} err:{err} text:{text}",
-        message.id,
-        receipt_date(message.created_at),
-        receipt_date(message.updated_at),
-    )
+    receipt::format(&Receipt {
+        id: message.id.to_string(),
+        sub: "001".into(),
+        dlvrd: format!("{delivered:03}"),
+        submit_date: receipt::format_date(message.created_at),
+        done_date: receipt::format_date(message.updated_at),
+        stat: stat.into(),
+        err,
+        text,
+    })
 }
 
 /// An address for source_addr/destination_addr with its TON and NPI: `+` numbers as
@@ -354,6 +354,7 @@ pub fn inbound(message: &Message, reference: &mut u16) -> Vec<DeliverSm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
     use switchboard_model::address::Channel;
     use switchboard_model::message::{Direction, ErrorInfo};
 

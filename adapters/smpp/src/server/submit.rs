@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rusmpp::CommandStatus;
 use rusmpp::pdus::{DataSm, SubmitMulti, SubmitSm};
-use rusmpp::tlvs::{Tlv, TlvValue};
+use rusmpp::tlvs::Tlv;
 use rusmpp::values::{DestAddress, Ton};
 use switchboard_adapter::Submission;
 use switchboard_model::address::{Address, Channel};
-use switchboard_model::text::{self, Encoding};
+use switchboard_model::text::Encoding;
 
+use crate::concat;
 use crate::server::reassembly::PartKey;
 use crate::server::time;
 
@@ -90,84 +91,36 @@ impl Refusal {
     }
 }
 
-const ESM_UDHI: u8 = 0x40;
-
 fn ton(t: Ton) -> u8 {
     t.into()
 }
 
-fn payload_tlv(tlvs: &[Tlv]) -> Option<Vec<u8>> {
-    tlvs.iter().find_map(|tlv| match tlv.value() {
-        Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref().to_vec()),
-        _ => None,
-    })
-}
+/// A payload without its UDH, and which part of which message it is.
+type PartedData = (Vec<u8>, Option<(PartKey, u8)>);
 
-fn sar(tlvs: &[Tlv]) -> Option<(u16, u8, u8)> {
-    let (mut reference, mut total, mut seq) = (None, None, None);
-    for tlv in tlvs {
-        match tlv.value() {
-            Some(TlvValue::SarMsgRefNum(r)) => reference = Some(*r),
-            Some(TlvValue::SarTotalSegments(t)) => total = Some(*t),
-            Some(TlvValue::SarSegmentSeqnum(s)) => seq = Some(*s),
-            _ => {}
-        }
-    }
-    Some((reference?, total?, seq?))
-}
-
-/// The user data with its UDH removed, and which part of a message it is.
-type UserData = (Vec<u8>, Option<(PartKey, u8)>);
-
-/// Splits the UDH off (when esm_class says there is one) and finds the part number from
-/// the UDH or the SAR TLVs.
+/// Reads the user data (short_message or message_payload, UDH, SAR TLVs) and keys the
+/// part, if it is one, by sender and destination.
 fn user_data(
     esm_class: u8,
     short_message: &[u8],
     tlvs: &[Tlv],
     source: &str,
     destination: &str,
-) -> Result<UserData, Refusal> {
-    let raw = if short_message.is_empty() {
-        payload_tlv(tlvs).unwrap_or_default()
-    } else {
-        if payload_tlv(tlvs).is_some() {
-            return Err(Refusal::new(
-                CommandStatus::EsmeRinvtlvval,
-                "both short_message and message_payload",
-            ));
-        }
-        short_message.to_vec()
-    };
-    let (payload, concat) = if esm_class & ESM_UDHI != 0 {
-        let (concat, body) = text::parse_udh(&raw)
-            .map_err(|e| Refusal::new(CommandStatus::EsmeRinvmsglen, format!("UDH: {e}")))?;
-        (body.to_vec(), concat.map(|c| (c.reference, c.total, c.seq)))
-    } else {
-        (raw, None)
-    };
-    let concat = concat.or_else(|| sar(tlvs));
-    let part = match concat {
-        Some((reference, total, seq)) if total > 1 => {
-            if seq == 0 || seq > total {
-                return Err(Refusal::new(
-                    CommandStatus::EsmeRinvmsglen,
-                    format!("part {seq} of {total}"),
-                ));
-            }
-            Some((
-                PartKey {
-                    source: source.to_owned(),
-                    destination: destination.to_owned(),
-                    reference,
-                    total,
-                },
-                seq,
-            ))
-        }
-        _ => None,
-    };
-    Ok((payload, part))
+) -> Result<PartedData, Refusal> {
+    let data = concat::user_data(esm_class, short_message, tlvs)
+        .map_err(|e| Refusal::new(CommandStatus::EsmeRinvmsglen, e))?;
+    let part = data.part.map(|(reference, total, seq)| {
+        (
+            PartKey {
+                source: source.to_owned(),
+                destination: destination.to_owned(),
+                reference,
+                total,
+            },
+            seq,
+        )
+    });
+    Ok((data.payload, part))
 }
 
 impl SubmitRequest {
@@ -317,19 +270,18 @@ pub fn encoding(data_coding: u8) -> Option<Encoding> {
 
 /// The text of a payload in `data_coding`.
 pub fn decode_text(data_coding: u8, payload: &[u8]) -> Result<String, Refusal> {
-    let Some(encoding) = encoding(data_coding) else {
+    if encoding(data_coding).is_none() {
         return Err(Refusal::new(
             CommandStatus::EsmeRinvdcs,
             format!("data_coding {data_coding:#04x} is not a text coding we carry"),
         ));
-    };
-    if encoding == Encoding::Ucs2 && !payload.len().is_multiple_of(2) {
-        return Err(Refusal::new(
+    }
+    concat::decode_text(data_coding, payload).ok_or_else(|| {
+        Refusal::new(
             CommandStatus::EsmeRinvmsglen,
             "UCS-2 payload of an odd length",
-        ));
-    }
-    Ok(text::decode(payload, encoding))
+        )
+    })
 }
 
 /// An address as the core reads it: international numbers get their `+`.
@@ -449,6 +401,9 @@ pub fn refusal_status(code: &str) -> CommandStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusmpp::tlvs::TlvValue;
+
+    const ESM_UDHI: u8 = 0x40;
 
     fn sme(ton: u8, addr: &str) -> SmeAddr {
         SmeAddr {

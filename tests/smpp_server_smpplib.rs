@@ -1,0 +1,407 @@
+//! The SMPP server against smpplib (PyPI, an ESME we did not write) binding to the real
+//! `switchboard` binary as a carrier: bind errors, a GSM message with extension
+//! characters and a long UCS-2 message with emoji (split by smpplib) answered with the
+//! message's API id, delivery receipts back once the message is delivered (through the
+//! SIP channel to Kamailio answering 200) or failed (no route), a canceled scheduled
+//! message reported as DELETED and queried with query_sm, and a message received over
+//! SIP from sipsak delivered as deliver_sm to a receiver that binds only afterwards.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Gateway;
+use serde_json::Value;
+
+const KEY: &str = "sk_smpp_server_key";
+const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
+
+fn peers_dir() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/switchboard/peers")
+        })
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn program(name: &str) -> PathBuf {
+    ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed: run scripts/install-peers"))
+}
+
+/// A process killed when dropped (also when the test panics).
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// smpplib running one scenario of tests/peers/smpp/server_carrier.py; its JSON lines
+/// arrive on a channel.
+struct Carrier {
+    _peer: Peer,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Carrier {
+    fn start(smpp: &str, args: &[&str]) -> Carrier {
+        let python = peers_dir().join("venv/bin/python");
+        assert!(python.exists(), "no smpplib venv: run scripts/install-peers");
+        let (host, port) = smpp
+            .trim_start_matches("smpp://")
+            .rsplit_once(':')
+            .expect("host:port");
+        let mut child = Command::new(python)
+            .arg(repo().join("tests/peers/smpp/server_carrier.py"))
+            .args([host, port])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start smpplib");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| Value::String(line.clone()));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Carrier {
+            _peer: Peer(child),
+            lines,
+        }
+    }
+
+    /// The next line whose `event` is `event` (others are kept in `seen`), within 90 s.
+    fn next(&self, event: &str, seen: &mut Vec<Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {event} from smpplib; saw {seen:#?}"));
+            assert_ne!(line["event"], "timeout", "smpplib gave up: {line}; saw {seen:#?}");
+            if line["event"] == event {
+                return line;
+            }
+            seen.push(line);
+        }
+    }
+
+    /// Every line until `done`.
+    fn all(&self) -> Vec<Value> {
+        let mut seen = Vec::new();
+        self.next("done", &mut seen);
+        seen
+    }
+}
+
+/// Kamailio as a SIP user agent that answers 200 to MESSAGE for `delivered` (the SIP
+/// channel's test configuration), on a free port.
+fn kamailio(dir: &Path) -> (Peer, SocketAddr) {
+    let port = free_port();
+    let text = std::fs::read_to_string(repo().join("tests/peers/sip/kamailio-ua.cfg"))
+        .expect("the Kamailio config")
+        .replace("@PORT@", &port.to_string())
+        .replace("@ALGORITHM@", "MD5")
+        .replace("@MODULES@", MODULES);
+    let cfg = dir.join("kamailio-ua.cfg");
+    std::fs::write(&cfg, text).expect("write config");
+    let child = Command::new(program("kamailio"))
+        .args(["-DD", "-E", "-f"])
+        .arg(&cfg)
+        .arg("-Y")
+        .arg(dir)
+        .arg("-w")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kamailio");
+    let peer = Peer(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // Any answer to OPTIONS (Kamailio says 405) means it is up.
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let local = socket.local_addr().expect("addr");
+    let options = format!(
+        "OPTIONS sip:probe@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:probe@{addr}>\r\n\
+         Call-ID: probe@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 2048];
+    loop {
+        assert!(Instant::now() < deadline, "Kamailio did not answer on {addr}");
+        let _ = socket.send_to(options.as_bytes(), addr);
+        if socket.recv_from(&mut buf).is_ok() {
+            return (peer, addr);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    for _ in 0..32 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// A gateway with the SMPP server (account carrier1 of tenant acme), the SIP channel,
+/// and `routes` appended.
+fn gateway(dir: &Path, routes: &str) -> Gateway {
+    let config = dir.join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\
+             [database]\nurl = \"sqlite://{}/switchboard.db\"\n\
+             [[tenants]]\nid = \"acme\"\napi_keys = [\"{KEY}\"]\naddresses = [\"+15550100\"]\n\
+             [smpp.server]\nlisten = \"127.0.0.1:0\"\n\
+             [[smpp.server.accounts]]\nsystem_id = \"carrier1\"\npassword = \"s3cret\"\ntenant = \"acme\"\n\
+             [sip]\nlisten = \"127.0.0.1:0\"\ndomain = \"gw.example.test\"\ntenant = \"acme\"\n\
+             {routes}",
+            dir.display()
+        ),
+    )
+    .expect("config");
+    Gateway::start(
+        Path::new(env!("CARGO_BIN_EXE_switchboard")),
+        &["serve".as_ref(), "--config".as_ref(), config.as_os_str()],
+        &[],
+        KEY,
+    )
+}
+
+fn smpp_url(gateway: &Gateway) -> String {
+    gateway
+        .listening("smpp-server")
+        .into_iter()
+        .next()
+        .expect("the SMPP server says where it listens")
+}
+
+fn message(gateway: &Gateway, id: &str) -> Value {
+    let (status, body) = gateway.request("GET", &format!("/v1/messages/{id}"), "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+/// The receipt fields of a deliver_sm line: its text and TLVs.
+fn receipt(line: &Value) -> (String, String, u64) {
+    assert_eq!(line["esm_class"], 4, "a delivery receipt: {line}");
+    let bytes = hex(line["short_message"].as_str().expect("hex"));
+    (
+        String::from_utf8(bytes).expect("ASCII receipt"),
+        line["receipted_message_id"].as_str().unwrap_or("").to_owned(),
+        line["message_state"].as_u64().unwrap_or(0),
+    )
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Sends the submit scenario to `dest` and returns, per message, its text, the id every
+/// part was answered with, and its receipt.
+fn submit_and_collect(smpp: &str, dest: &str) -> Vec<(String, String, (String, String, u64))> {
+    let carrier = Carrier::start(smpp, &["submit", dest, "2"]);
+    let lines = carrier.all();
+    let submits: Vec<&Value> = lines.iter().filter(|l| l["event"] == "submit_sm").collect();
+    assert_eq!(submits.len(), 2, "{lines:#?}");
+    let receipts: Vec<(String, String, u64)> = lines
+        .iter()
+        .filter(|l| l["event"] == "deliver_sm")
+        .map(receipt)
+        .collect();
+    assert_eq!(receipts.len(), 2, "{lines:#?}");
+    submits
+        .iter()
+        .map(|submit| {
+            let sequences: Vec<u64> = submit["sequences"]
+                .as_array()
+                .expect("sequences")
+                .iter()
+                .filter_map(Value::as_u64)
+                .collect();
+            let ids: Vec<&str> = sequences
+                .iter()
+                .map(|seq| {
+                    let resp = lines
+                        .iter()
+                        .find(|l| l["event"] == "submit_sm_resp" && l["sequence"] == *seq)
+                        .unwrap_or_else(|| panic!("no submit_sm_resp for {seq}: {lines:#?}"));
+                    assert_eq!(resp["status"], 0, "{resp}");
+                    resp["message_id"].as_str().expect("message_id")
+                })
+                .collect();
+            assert!(
+                ids.iter().all(|id| *id == ids[0]),
+                "every part is answered with the message's id: {ids:?}"
+            );
+            let id = ids[0].to_owned();
+            let receipt = receipts
+                .iter()
+                .find(|r| r.1 == id)
+                .unwrap_or_else(|| panic!("no receipt for {id}: {receipts:#?}"))
+                .clone();
+            (
+                submit["text"].as_str().expect("text").to_owned(),
+                id,
+                receipt,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn smpplib_bind_errors_are_refused_with_their_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = gateway(dir.path(), "");
+    let carrier = Carrier::start(&smpp_url(&gateway), &["bind_errors"]);
+    let mut seen = Vec::new();
+    let wrong_password = carrier.next("bind", &mut seen);
+    assert_eq!(wrong_password["status"], 0x0E, "ESME_RINVPASWD: {wrong_password}");
+    let unknown = carrier.next("bind", &mut seen);
+    assert_eq!(unknown["status"], 0x0F, "ESME_RINVSYSID: {unknown}");
+    let good = carrier.next("bind", &mut seen);
+    assert_eq!(good["status"], 0, "{good}");
+}
+
+#[test]
+fn smpplib_submits_are_stored_whole_and_get_delivered_receipts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_kamailio, ua) = kamailio(dir.path());
+    let gateway = gateway(
+        dir.path(),
+        &format!(
+            "[[routes]]\nmatch = {{ to = \"+4915112345678\" }}\nrewrite_to = \"sip:delivered@{ua}\"\n"
+        ),
+    );
+    for (text, id, (receipt, receipted_id, state)) in
+        submit_and_collect(&smpp_url(&gateway), "4915112345678")
+    {
+        let stored = message(&gateway, &id);
+        assert_eq!(stored["text"], text.as_str(), "reassembled and decoded exactly");
+        assert_eq!(stored["status"], "delivered", "{stored}");
+        assert_eq!(stored["from"], "+15550100");
+        assert_eq!(stored["metadata"]["smpp.system_id"], "carrier1");
+        assert_eq!(receipted_id, id);
+        assert_eq!(state, 2, "message_state DELIVERED");
+        assert!(receipt.starts_with(&format!("id:{id} sub:001 dlvrd:001 ")), "{receipt}");
+        assert!(receipt.contains(" stat:DELIVRD err:000 text:"), "{receipt}");
+    }
+}
+
+#[test]
+fn smpplib_gets_a_rejected_receipt_for_a_message_with_no_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = gateway(dir.path(), "");
+    for (_, id, (receipt, receipted_id, state)) in
+        submit_and_collect(&smpp_url(&gateway), "4915199999999")
+    {
+        let stored = message(&gateway, &id);
+        assert_eq!(stored["status"], "failed", "{stored}");
+        assert_eq!(stored["error"]["code"], "no_route");
+        assert_eq!(receipted_id, id);
+        assert_eq!(state, 8, "message_state REJECTED");
+        assert!(receipt.contains(" dlvrd:000 ") && receipt.contains(" stat:REJECTD "), "{receipt}");
+    }
+}
+
+#[test]
+fn smpplib_scheduled_message_canceled_is_reported_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = gateway(dir.path(), "");
+    let carrier = Carrier::start(&smpp_url(&gateway), &["scheduled", "4915112345678"]);
+    let mut seen = Vec::new();
+    let resp = carrier.next("submit_sm_resp", &mut seen);
+    assert_eq!(resp["status"], 0, "{resp}");
+    let id = resp["message_id"].as_str().expect("id").to_owned();
+    let stored = message(&gateway, &id);
+    assert_eq!(stored["status"], "queued");
+    assert!(stored["send_at"].is_string(), "schedule_delivery_time read: {stored}");
+    let (status, body) = gateway.request("DELETE", &format!("/v1/messages/{id}"), "");
+    assert!((200..300).contains(&status), "{status} {body}");
+    let (text, receipted_id, state) = receipt(&carrier.next("deliver_sm", &mut seen));
+    assert_eq!(receipted_id, id);
+    assert_eq!(state, 4, "message_state DELETED");
+    assert!(text.contains(" stat:DELETED "), "{text}");
+    let query = carrier.next("query_sm_resp", &mut seen);
+    assert_eq!(query["status"], 0, "{query}");
+    assert_eq!(query["message_state"], 4, "{query}");
+}
+
+#[test]
+fn message_received_over_sip_waits_for_the_receiver_bind_then_arrives_as_deliver_sm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = gateway(dir.path(), "");
+    let sip = gateway
+        .listening("sip")
+        .into_iter()
+        .find(|u| u.starts_with("udp://"))
+        .expect("the SIP listener");
+    let sip = sip.trim_start_matches("udp://");
+    let body = "Hello carrier 😀 from SIP";
+    let uri = format!("sip:+15550100@{sip}");
+    let request = format!(
+        "MESSAGE {uri} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKsmpp1\n\
+         Max-Forwards: 70\nFrom: <sip:alice@example.org>;tag=s1\nTo: <{uri}>\n\
+         Call-ID: smpp-server-1@example.org\nCSeq: 1 MESSAGE\n\
+         Content-Type: text/plain;charset=UTF-8\nContent-Length: {}\n\n{body}",
+        body.len()
+    );
+    let file = dir.path().join("message.sip");
+    std::fs::write(&file, request).expect("request file");
+    let output = Command::new(program("sipsak"))
+        .arg("-f")
+        .arg(&file)
+        .args(["-s", &uri, "-vv"])
+        .output()
+        .expect("sipsak");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("200 OK"), "sipsak: {said}");
+    // Nobody is bound now: the message waits; then a receiver binds and gets it.
+    let carrier = Carrier::start(&smpp_url(&gateway), &["receive", "1"]);
+    let mut seen = Vec::new();
+    let line = carrier.next("deliver_sm", &mut seen);
+    assert_eq!(line["esm_class"], 0, "an ordinary message: {line}");
+    assert_eq!(line["data_coding"], 8, "UCS-2 for the emoji: {line}");
+    assert_eq!(line["destination_addr"], "15550100");
+    let bytes = hex(line["short_message"].as_str().expect("hex"));
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    assert_eq!(String::from_utf16(&units).expect("UTF-16"), body);
+    carrier.next("done", &mut seen);
+}
