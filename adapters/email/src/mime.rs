@@ -31,10 +31,12 @@ pub struct Mail {
     pub dsn: Option<Dsn>,
 }
 
-/// Reads a mail. Never panics; a mail that `mail-parser` cannot read at all (no headers)
-/// gives `None`.
+/// Reads a mail. Never panics; a mail that `mail-parser` cannot read, or that has no
+/// header field at all, gives `None`.
 pub fn parse(raw: &[u8]) -> Option<Mail> {
-    let message = MessageParser::default().parse(raw)?;
+    let message = MessageParser::default()
+        .parse(raw)
+        .filter(|m| !m.headers().is_empty())?;
     let from = message.from().and_then(|a| a.first());
     let mut mail = Mail {
         from: from.and_then(|a| a.address()).map(str::to_owned),

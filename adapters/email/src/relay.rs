@@ -335,6 +335,85 @@ mod tests {
         assert!(!is_enhanced_code("x.1.1"));
     }
 
+    fn config(extra: &str) -> EmailConfig {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\ndomains = [\"mail.example.test\", \"sms.example.test\"]\n\
+             sms_domains = [\"sms.example.test\"]\ntenant = \"acme\"\n\
+             hostname = \"gw.example.test\"\n{extra}"
+        );
+        toml::from_str(&text).expect("config")
+    }
+
+    fn message(from: Option<&str>, to: &str) -> Message {
+        let mut message = Message::new(
+            "acme",
+            switchboard_model::Direction::Outbound,
+            Channel::Email,
+            to,
+            "Ja, gern.",
+            switchboard_model::MessageStatus::Queued,
+            chrono::Utc::now(),
+        );
+        message.from = from.map(str::to_owned);
+        message
+            .metadata
+            .insert("email.in_reply_to".into(), "m1@example.org".into());
+        message
+    }
+
+    fn formatted(relay: &Relay, message: &Message) -> String {
+        let (mail, id) = relay.compose(message).expect("composed");
+        assert_eq!(id, format!("{}@gw.example.test", message.id));
+        String::from_utf8(mail.formatted()).expect("utf-8")
+    }
+
+    #[test]
+    fn an_sms_sender_writes_from_its_number_at_the_sms_domain() {
+        let config =
+            config("from_name = \"Acme SMS\"\nreturn_path = \"bounces@mail.example.test\"\n");
+        let relay = Relay::new(&config, "smtp://127.0.0.1:25").expect("relay");
+        let message = message(Some("+15550100"), "alice@example.org");
+        let mail = formatted(&relay, &message);
+        assert!(
+            mail.contains("From: \"Acme SMS\" <+15550100@sms.example.test>\r\n"),
+            "{mail}"
+        );
+        assert!(mail.contains("In-Reply-To: <m1@example.org>\r\n"), "{mail}");
+        assert!(mail.contains("References: <m1@example.org>\r\n"), "{mail}");
+        assert!(mail.contains("Subject: Message\r\n"), "{mail}");
+        let (envelope_from, _) = relay
+            .compose(&message)
+            .map(|(m, _)| (m.envelope().from().map(ToString::to_string), ()))
+            .expect("composed");
+        assert_eq!(
+            envelope_from,
+            Some(format!("bounces+{}@mail.example.test", message.id))
+        );
+    }
+
+    #[test]
+    fn other_senders_use_the_default_sender_named_after_them() {
+        let relay = Relay::new(&config(""), "smtp://127.0.0.1:25").expect("relay");
+        let mail = formatted(
+            &relay,
+            &message(Some("xmpp:juliet@example.com"), "a@example.org"),
+        );
+        assert!(
+            // The name "xmpp:juliet@example.com" as an encoded word (it has specials).
+            mail.contains(
+                "From: =?utf-8?b?eG1wcDpqdWxpZXRAZXhhbXBsZS5jb20=?= <postmaster@mail.example.test>"
+            ),
+            "{mail}"
+        );
+        let mail = formatted(&relay, &message(None, "a@example.org"));
+        assert!(
+            mail.contains("From: postmaster@mail.example.test\r\n"),
+            "{mail}"
+        );
+        let refused = relay.compose(&message(None, "not a mail address"));
+        assert!(matches!(refused, Err(SendOutcome::Permanent { .. })));
+    }
+
     #[test]
     fn brackets() {
         assert_eq!(bracketed("a@b"), "<a@b>");

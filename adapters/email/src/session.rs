@@ -21,6 +21,11 @@ use crate::deliver::{self, Recipient};
 /// How many bad commands a client may send before it is disconnected.
 const MAX_ERRORS: usize = 20;
 
+/// The longest command line taken, with its CRLF (RFC 5321 section 4.5.3.1.4 says 512;
+/// extensions' parameters make it longer, so more is allowed). Longer lines get
+/// `500 5.5.6` and are skipped.
+const MAX_COMMAND_LINE: usize = 4096;
+
 /// What a session needs from its listener.
 pub struct Context {
     /// The configuration.
@@ -108,6 +113,10 @@ where
         );
     }
     let mut requests = RequestReceiver::default();
+    // Bytes of the command line being read that came in earlier reads, and whether it
+    // is over the limit (then skipped up to its end).
+    let mut partial = 0usize;
+    let mut overlong = false;
     let mut mode = Mode::Command;
     let mut line = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
@@ -155,6 +164,13 @@ where
         let bytes = chunk.get(..n).unwrap_or_default();
         let mut iter = bytes.iter();
         while !iter.as_slice().is_empty() {
+            if session.errors >= MAX_ERRORS {
+                tracing::info!(peer = %session.peer, "smtp: too many errors, disconnecting");
+                reply(&mut out, 421, "4.7.0 Too many errors, closing connection");
+                let _ = stream.write_all(&out).await;
+                let _ = stream.shutdown().await;
+                return End::Closed;
+            }
             match &mut mode {
                 Mode::Data {
                     receiver,
@@ -205,6 +221,24 @@ where
                     mode = auth_step(ctx, &mut session, &mut out, mechanism, username, &text);
                 }
                 Mode::Command => {
+                    let rest = iter.as_slice();
+                    let end = rest.iter().position(|&b| b == b'\n');
+                    let here = end.map_or(rest.len(), |p| p + 1);
+                    if overlong || partial + here > MAX_COMMAND_LINE {
+                        // Skip the line; answer once its end has come.
+                        iter = rest.get(here..).unwrap_or_default().iter();
+                        if end.is_some() {
+                            overlong = false;
+                            partial = 0;
+                            requests = RequestReceiver::default();
+                            session.errors += 1;
+                            reply(&mut out, 500, "5.5.6 Line too long");
+                        } else {
+                            overlong = true;
+                        }
+                        continue;
+                    }
+                    partial = if end.is_some() { 0 } else { partial + here };
                     let request = requests.ingest(&mut iter).map(Request::into_owned);
                     match request {
                         Err(ProtoError::NeedsMoreData { .. }) => {}
@@ -236,12 +270,6 @@ where
                         Ok(request) => {
                             mode = command(ctx, &mut session, &mut out, request);
                         }
-                    }
-                    if session.errors >= MAX_ERRORS {
-                        reply(&mut out, 421, "4.7.0 Too many errors, closing connection");
-                        let _ = stream.write_all(&out).await;
-                        let _ = stream.shutdown().await;
-                        return End::Closed;
                     }
                 }
             }
