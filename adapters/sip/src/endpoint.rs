@@ -26,6 +26,9 @@ const MAX_HANDLERS: usize = 4096;
 /// are read and answered `413`; beyond it the connection is closed.
 const MAX_STREAM_MESSAGE: usize = 4 * 1024 * 1024;
 
+/// The most inbound TCP connections at once; more are closed at once.
+const MAX_TCP_CONNECTIONS: usize = 1024;
+
 /// How long a connection may stay silent before it is closed.
 const TCP_IDLE: Duration = Duration::from_secs(300);
 
@@ -65,6 +68,7 @@ pub struct Endpoint {
     /// Inbound digest authentication, when configured.
     pub verifier: Option<Verifier>,
     handlers: Arc<Semaphore>,
+    tcp_connections: Arc<Semaphore>,
     udp_loop: OnceLock<()>,
     stop: watch::Sender<bool>,
 }
@@ -100,6 +104,7 @@ impl Endpoint {
             core: OnceLock::new(),
             verifier,
             handlers: Arc::new(Semaphore::new(MAX_HANDLERS)),
+            tcp_connections: Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS)),
             udp_loop: OnceLock::new(),
             stop: watch::channel(false).0,
         })
@@ -192,8 +197,12 @@ impl Endpoint {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let endpoint = self.clone();
-                        tokio::spawn(async move { endpoint.connection(stream, peer).await; });
+                        let Ok(permit) = self.tcp_connections.clone().try_acquire_owned() else {
+                            tracing::warn!(%peer, limit = MAX_TCP_CONNECTIONS, "sip: too many TCP connections, closed");
+                            continue;
+                        };
+                        let _ = stream.set_nodelay(true);
+                        self.start_connection(stream, peer, Some(permit));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "sip: TCP accept failed");
@@ -212,20 +221,35 @@ impl Endpoint {
         self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> mpsc::Sender<Vec<u8>> {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
         let (mut read, mut write) = stream.into_split();
+        // When the reader ends, the writer ends too, so the connection is seen closed
+        // (`Sender::is_closed`) and not used again.
+        let reader_done = Arc::new(tokio::sync::Notify::new());
+        let done = reader_done.clone();
         tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                if let Err(e) = write.write_all(&bytes).await {
-                    tracing::debug!(%peer, error = %e, "sip: TCP write failed");
-                    break;
+            loop {
+                tokio::select! {
+                    bytes = rx.recv() => match bytes {
+                        Some(bytes) => {
+                            if let Err(e) = write.write_all(&bytes).await {
+                                tracing::debug!(%peer, error = %e, "sip: TCP write failed");
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    () = done.notified() => break,
                 }
             }
         });
         let endpoint = self.clone();
         let writer = tx.clone();
         tokio::spawn(async move {
+            let _done = NotifyOnDrop(reader_done);
+            let _permit = permit;
             let mut stop = endpoint.stop.subscribe();
             let mut buf: Vec<u8> = Vec::with_capacity(8192);
             let mut chunk = vec![0u8; 16 * 1024];
@@ -285,11 +309,6 @@ impl Endpoint {
         writer
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
-        self.start_connection(stream, peer);
-    }
-
     /// A connection to `peer` for outbound requests: an open one, or a new one.
     pub async fn connection_to(
         self: &Arc<Self>,
@@ -307,7 +326,7 @@ impl Endpoint {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
         let _ = stream.set_nodelay(true);
-        let tx = self.start_connection(stream, peer);
+        let tx = self.start_connection(stream, peer, None);
         connections.insert(peer, tx.clone());
         Ok(tx)
     }
@@ -370,6 +389,15 @@ impl Endpoint {
                 tracing::warn!(error = %why, bytes = data.len(), "sip: unreadable message dropped");
             }
         }
+    }
+}
+
+/// Notifies when dropped (however the task holding it ends).
+struct NotifyOnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for NotifyOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
     }
 }
 
