@@ -186,6 +186,16 @@ where
                         let data = std::mem::take(buf);
                         let too_big = *too_big;
                         mode = Mode::Command;
+                        // Everything answered so far goes out before the commit,
+                        // which may take a while.
+                        if !out.is_empty() {
+                            if stream.write_all(&out).await.is_err()
+                                || stream.flush().await.is_err()
+                            {
+                                return End::Closed;
+                            }
+                            out.clear();
+                        }
                         if too_big {
                             tracing::info!(peer = %session.peer, "smtp: message over SIZE refused");
                             reply(&mut out, 552, "5.3.4 Message too big");
