@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub struct Endpoint {
     /// Client transactions waiting for responses, by branch.
     pub client_transactions: Mutex<HashMap<String, mpsc::Sender<wire::Response>>>,
     /// Open outbound TCP connections by peer.
-    connections: tokio::sync::Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    connections: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
     /// The core's handles, once the service runs.
     pub core: OnceLock<Core>,
     /// Inbound digest authentication, when configured.
@@ -222,33 +223,24 @@ impl Endpoint {
         stream: TcpStream,
         peer: SocketAddr,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> mpsc::Sender<Vec<u8>> {
+    ) -> Connection {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
         let (mut read, mut write) = stream.into_split();
-        // When the reader ends, the writer ends too, so the connection is seen closed
-        // (`Sender::is_closed`) and not used again.
-        let reader_done = Arc::new(tokio::sync::Notify::new());
-        let done = reader_done.clone();
+        // The writer ends once every sender is gone (answers still being made keep it).
         tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    bytes = rx.recv() => match bytes {
-                        Some(bytes) => {
-                            if let Err(e) = write.write_all(&bytes).await {
-                                tracing::debug!(%peer, error = %e, "sip: TCP write failed");
-                                break;
-                            }
-                        }
-                        None => break,
-                    },
-                    () = done.notified() => break,
+            while let Some(bytes) = rx.recv().await {
+                if let Err(e) = write.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "sip: TCP write failed");
+                    break;
                 }
             }
         });
+        // Set when the reader ends, so the connection is not used for new requests.
+        let closed = Arc::new(AtomicBool::new(false));
         let endpoint = self.clone();
-        let writer = tx.clone();
+        let writer = (tx.clone(), closed.clone());
         tokio::spawn(async move {
-            let _done = NotifyOnDrop(reader_done);
+            let _closed = SetOnDrop(closed);
             let _permit = permit;
             let mut stop = endpoint.stop.subscribe();
             let mut buf: Vec<u8> = Vec::with_capacity(8192);
@@ -315,7 +307,8 @@ impl Endpoint {
         peer: SocketAddr,
     ) -> std::io::Result<mpsc::Sender<Vec<u8>>> {
         let mut connections = self.connections.lock().await;
-        if let Some(tx) = connections.get(&peer)
+        if let Some((tx, closed)) = connections.get(&peer)
+            && !closed.load(Ordering::Relaxed)
             && !tx.is_closed()
         {
             return Ok(tx.clone());
@@ -326,8 +319,9 @@ impl Endpoint {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
         let _ = stream.set_nodelay(true);
-        let tx = self.start_connection(stream, peer, None);
-        connections.insert(peer, tx.clone());
+        let connection = self.start_connection(stream, peer, None);
+        let tx = connection.0.clone();
+        connections.insert(peer, connection);
         Ok(tx)
     }
 
@@ -392,12 +386,15 @@ impl Endpoint {
     }
 }
 
-/// Notifies when dropped (however the task holding it ends).
-struct NotifyOnDrop(Arc<tokio::sync::Notify>);
+/// An open TCP connection: its writer, and whether its reader has ended.
+type Connection = (mpsc::Sender<Vec<u8>>, Arc<AtomicBool>);
 
-impl Drop for NotifyOnDrop {
+/// Sets the flag when dropped (however the task holding it ends).
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
     fn drop(&mut self) {
-        self.0.notify_one();
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
