@@ -1,15 +1,15 @@
 //! The SMPP server against smpplib (PyPI, an ESME we did not write) binding to the real
 //! `switchboard` binary as a carrier: bind errors, a GSM message with extension
 //! characters and a long UCS-2 message with emoji (split by smpplib) answered with the
-//! message's API id, delivery receipts back once the message is delivered (through the
-//! SIP channel to Kamailio answering 200) or failed (no route), a canceled scheduled
-//! message reported as DELETED and queried with query_sm, and a message received over
-//! SIP from sipsak delivered as deliver_sm to a receiver that binds only afterwards.
+//! message's API id, delivery receipts back once the upstream SMSC (the npm `smpp`
+//! package, through the SMPP client connector) reports the message delivered or
+//! undelivered, a canceled scheduled message reported as DELETED and queried with
+//! query_sm, and a message received over SIP from sipsak delivered as deliver_sm to a
+//! receiver that binds only afterwards.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -19,7 +19,6 @@ use common::Gateway;
 use serde_json::Value;
 
 const KEY: &str = "sk_smpp_server_key";
-const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
 
 fn peers_dir() -> PathBuf {
     std::env::var_os("SWITCHBOARD_PEERS")
@@ -116,66 +115,41 @@ impl Carrier {
     }
 }
 
-/// Kamailio as a SIP user agent that answers 200 to MESSAGE for `delivered` (the SIP
-/// channel's test configuration), on a free port.
-fn kamailio(dir: &Path) -> (Peer, SocketAddr) {
-    let port = free_port();
-    let text = std::fs::read_to_string(repo().join("tests/peers/sip/kamailio-ua.cfg"))
-        .expect("the Kamailio config")
-        .replace("@PORT@", &port.to_string())
-        .replace("@ALGORITHM@", "MD5")
-        .replace("@MODULES@", MODULES);
-    let cfg = dir.join("kamailio-ua.cfg");
-    std::fs::write(&cfg, text).expect("write config");
-    let child = Command::new(program("kamailio"))
-        .args(["-DD", "-E", "-f"])
-        .arg(&cfg)
-        .arg("-Y")
-        .arg(dir)
-        .arg("-w")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+/// The upstream SMSC: tests/peers/smpp/smsc.js on the npm `smpp` package, answering
+/// every submit_sm and sending a receipt with `stat` after it; its port.
+fn smsc(stat: &str) -> (Peer, u16) {
+    let mut child = Command::new("node")
+        .arg(repo().join("tests/peers/smpp/smsc.js"))
+        .arg(format!(
+            r#"{{"port": 0, "system_id": "gw", "password": "pw", "receipts": "after", "stat": "{stat}"}}"#
+        ))
+        .env("NODE_PATH", peers_dir().join("node/node_modules"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
-        .expect("start kamailio");
+        .expect("start node (scripts/install-peers installs the smpp package)");
+    let stdout = child.stdout.take().expect("stdout");
     let peer = Peer(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    // Any answer to OPTIONS (Kamailio says 405) means it is up.
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let local = socket.local_addr().expect("addr");
-    let options = format!(
-        "OPTIONS sip:probe@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:probe@{addr}>\r\n\
-         Call-ID: probe@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buf = [0u8; 2048];
-    loop {
-        assert!(Instant::now() < deadline, "Kamailio did not answer on {addr}");
-        let _ = socket.send_to(options.as_bytes(), addr);
-        if socket.recv_from(&mut buf).is_ok() {
-            return (peer, addr);
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the SMSC exited before listening")
+            .expect("read");
+        let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if value["event"] == "listening" {
+            break value["port"].as_u64().expect("port") as u16;
         }
-    }
-}
-
-fn free_port() -> u16 {
-    for _ in 0..32 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
+    };
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (peer, port)
 }
 
 /// A gateway with the SMPP server (account carrier1 of tenant acme), the SIP channel,
-/// and `routes` appended.
-fn gateway(dir: &Path, routes: &str) -> Gateway {
+/// and `extra` appended (an SMPP connector).
+fn gateway(dir: &Path, extra: &str) -> Gateway {
     let config = dir.join("switchboard.toml");
     std::fs::write(
         &config,
@@ -186,7 +160,7 @@ fn gateway(dir: &Path, routes: &str) -> Gateway {
              [smpp.server]\nlisten = \"127.0.0.1:0\"\n\
              [[smpp.server.accounts]]\nsystem_id = \"carrier1\"\npassword = \"s3cret\"\ntenant = \"acme\"\n\
              [sip]\nlisten = \"127.0.0.1:0\"\ndomain = \"gw.example.test\"\ntenant = \"acme\"\n\
-             {routes}",
+             {extra}",
             dir.display()
         ),
     )
@@ -196,6 +170,14 @@ fn gateway(dir: &Path, routes: &str) -> Gateway {
         &["serve".as_ref(), "--config".as_ref(), config.as_os_str()],
         &[],
         KEY,
+    )
+}
+
+/// An SMPP connector to the upstream SMSC on `port`.
+fn connector(port: u16) -> String {
+    format!(
+        "[[smpp.connectors]]\nname = \"upstream\"\naddress = \"127.0.0.1:{port}\"\n\
+         system_id = \"gw\"\npassword = \"pw\"\ntenant = \"acme\"\n"
     )
 }
 
@@ -300,13 +282,8 @@ fn smpplib_bind_errors_are_refused_with_their_status() {
 #[test]
 fn smpplib_submits_are_stored_whole_and_get_delivered_receipts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_kamailio, ua) = kamailio(dir.path());
-    let gateway = gateway(
-        dir.path(),
-        &format!(
-            "[[routes]]\nmatch = {{ to = \"+4915112345678\" }}\nrewrite_to = \"sip:delivered@{ua}\"\n"
-        ),
-    );
+    let (_smsc, port) = smsc("DELIVRD");
+    let gateway = gateway(dir.path(), &connector(port));
     for (text, id, (receipt, receipted_id, state)) in
         submit_and_collect(&smpp_url(&gateway), "4915112345678")
     {
@@ -323,18 +300,18 @@ fn smpplib_submits_are_stored_whole_and_get_delivered_receipts() {
 }
 
 #[test]
-fn smpplib_gets_a_rejected_receipt_for_a_message_with_no_route() {
+fn smpplib_gets_an_undelivered_receipt_when_the_smsc_reports_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = gateway(dir.path(), "");
+    let (_smsc, port) = smsc("UNDELIV");
+    let gateway = gateway(dir.path(), &connector(port));
     for (_, id, (receipt, receipted_id, state)) in
         submit_and_collect(&smpp_url(&gateway), "4915199999999")
     {
         let stored = message(&gateway, &id);
-        assert_eq!(stored["status"], "failed", "{stored}");
-        assert_eq!(stored["error"]["code"], "no_route");
+        assert_eq!(stored["status"], "undelivered", "{stored}");
         assert_eq!(receipted_id, id);
-        assert_eq!(state, 8, "message_state REJECTED");
-        assert!(receipt.contains(" dlvrd:000 ") && receipt.contains(" stat:REJECTD "), "{receipt}");
+        assert_eq!(state, 5, "message_state UNDELIVERABLE");
+        assert!(receipt.contains(" dlvrd:000 ") && receipt.contains(" stat:UNDELIV "), "{receipt}");
     }
 }
 

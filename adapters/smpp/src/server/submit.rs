@@ -398,6 +398,57 @@ pub fn refusal_status(code: &str) -> CommandStatus {
     }
 }
 
+/// Reads bytes as a carrier's bind would send them and takes every submit as far as
+/// the core would see it (framing, PDU decoding, user data, concatenation, text,
+/// addresses, times), without storing anything: the entry point of the `smpp_server_pdu`
+/// fuzz target. Returns how many submissions it built. Never panics.
+pub fn read_carrier_bytes(bytes: &[u8], max_len: u32) -> usize {
+    use rusmpp::Pdu;
+    let now = Utc::now();
+    let mut reassembly = crate::server::reassembly::Reassembly::default();
+    let mut built = 0;
+    for command in crate::server::frame::read_all(bytes, max_len)
+        .into_iter()
+        .flatten()
+    {
+        let request = match command.pdu() {
+            Some(Pdu::SubmitSm(p)) => SubmitRequest::from_submit_sm(p),
+            Some(Pdu::DataSm(p)) => SubmitRequest::from_data_sm(p),
+            Some(Pdu::SubmitMulti(p)) => SubmitRequest::from_submit_multi(p),
+            _ => continue,
+        };
+        let Ok(request) = request else { continue };
+        let (payload, first) = match request.part.clone() {
+            None => (request.payload.clone(), request),
+            Some((key, seq)) => {
+                let payload = request.payload.clone();
+                match reassembly.add(key, seq, payload, request, std::time::Instant::now()) {
+                    crate::server::reassembly::Added::Held => continue,
+                    crate::server::reassembly::Added::Complete(parts, _) => {
+                        let mut payload = Vec::new();
+                        let mut first = None;
+                        for (bytes, request) in parts {
+                            payload.extend_from_slice(&bytes);
+                            first.get_or_insert(request);
+                        }
+                        let Some(first) = first else { continue };
+                        (payload, first)
+                    }
+                }
+            }
+        };
+        let Ok(text) = decode_text(first.data_coding, &payload) else {
+            continue;
+        };
+        for dest in &first.destinations {
+            if submission(&first, dest, text.clone(), "fuzz", "fuzz", now).is_ok() {
+                built += 1;
+            }
+        }
+    }
+    built
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +462,51 @@ mod tests {
             npi: 1,
             addr: addr.into(),
         }
+    }
+
+    /// Nasty carrier input never panics on the way to a submission (the fuzz target
+    /// checks the same property on random bytes).
+    #[test]
+    fn nasty_carrier_bytes_never_panic() {
+        fn pdu(command_id: u32, body: &[u8]) -> Vec<u8> {
+            let mut v = (16 + body.len() as u32).to_be_bytes().to_vec();
+            v.extend_from_slice(&command_id.to_be_bytes());
+            v.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+            v.extend_from_slice(body);
+            v
+        }
+        let head = b"\0\x01\x01123\0\x01\x01456\0";
+        let mut corpus: Vec<Vec<u8>> = Vec::new();
+        for (esm, dcs, sm) in [
+            (0x40u8, 0x08u8, &[0x05, 0x00, 0x03, 0x01, 0x02, 0x01, 0xd8][..]),
+            (0x40, 0x00, &[0x05, 0x00, 0x03, 0x01, 0x02, 0x02, 0x1b][..]),
+            (0x40, 0x00, &[0xff, 0x00][..]),
+            (0x40, 0x00, &[0x06, 0x08, 0x04, 0xff, 0xff, 0x00, 0x00][..]),
+            (0x00, 0xf4, &[0x80, 0x81][..]),
+            (0x00, 0x00, &[0xff; 200][..]),
+        ] {
+            let mut body = head.to_vec();
+            body.extend_from_slice(&[esm, 0, 0]);
+            body.extend_from_slice(b"991231235959999+\0000000000000000R\0");
+            body.extend_from_slice(&[1, 0, dcs, 0, sm.len() as u8]);
+            body.extend_from_slice(sm);
+            corpus.push(pdu(0x04, &body));
+        }
+        // data_sm with a message_payload TLV whose length runs past the end.
+        let mut data = b"\0\x01\x01123\0\x01\x01456\0\0\x01\x08".to_vec();
+        data.extend_from_slice(&[0x04, 0x24, 0x00, 0x10, 0xd8, 0x3d]);
+        corpus.push(pdu(0x103, &data));
+        // submit_multi claiming 255 destinations.
+        corpus.push(pdu(0x21, b"\0\x01\x01123\0\xff\x01\x01\x01"));
+        let mut all = Vec::new();
+        for input in &corpus {
+            all.extend_from_slice(input);
+            for cut in 0..input.len() {
+                let _ = read_carrier_bytes(&input[..cut], 4096);
+            }
+            let _ = read_carrier_bytes(input, 4096);
+        }
+        let _ = read_carrier_bytes(&all, 4096);
     }
 
     #[test]
