@@ -272,7 +272,12 @@ impl Adapter for Connector {
     }
 
     fn state(&self) -> ConnectorState {
-        if self.pick().is_some() {
+        let up = self.binds.iter().any(|slot| {
+            slot.lock()
+                .ok()
+                .is_some_and(|h| h.as_ref().is_some_and(|h| !h.is_closed()))
+        });
+        if up {
             ConnectorState::Bound
         } else if self.connecting.load(Ordering::Relaxed) > 0 {
             ConnectorState::Connecting
