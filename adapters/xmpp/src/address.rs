@@ -118,17 +118,20 @@ mod tests {
 
     #[test]
     fn nodes_are_numbers_named_addresses_or_escaped_addresses() {
-        assert_eq!(address_of_node("+14155550100", C).unwrap(), "+14155550100");
         assert_eq!(
-            address_of_node("alice", C).unwrap(),
+            address_of_node("+14155550100", C).expect("an address"),
+            "+14155550100"
+        );
+        assert_eq!(
+            address_of_node("alice", C).expect("an address"),
             "xmpp:alice@sms.localhost"
         );
         assert_eq!(
-            address_of_node("bob\\40example.org", C).unwrap(),
+            address_of_node("bob\\40example.org", C).expect("an address"),
             "bob@example.org"
         );
         assert_eq!(
-            address_of_node("sip\\3abob\\40example.org", C).unwrap(),
+            address_of_node("sip\\3abob\\40example.org", C).expect("an address"),
             "sip:bob@example.org"
         );
         assert!(address_of_node("+1555abc", C).is_err());
@@ -145,8 +148,12 @@ mod tests {
             "sip:bob@example.org",
             "xmpp:carol@example.net",
         ] {
-            let node = node_of_address(from, C).unwrap();
-            assert_eq!(address_of_node(&node, C).unwrap(), from, "via {node}");
+            let node = node_of_address(from, C).expect("a node");
+            assert_eq!(
+                address_of_node(&node, C).expect("an address"),
+                from,
+                "via {node}"
+            );
         }
         assert_eq!(
             node_of_address("xmpp:alice@sms.localhost", C).as_deref(),
