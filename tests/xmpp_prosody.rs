@@ -424,6 +424,14 @@ fn inbound_messages_are_stored_before_the_receipt_and_bad_ones_get_errors() {
     alice.wait_for("subscribed", |e| {
         e["from"] == format!("+15550100@{COMPONENT}")
     });
+    // Once alice has approved the component's subscription back, Prosody sends it her
+    // current presence; only then do her changes reach it.
+    wait_until(
+        &gateway,
+        "/v1/presence/xmpp:alice@localhost",
+        "presence available",
+        |p| p["availability"] == "available",
+    );
     alice.cmd(json!({"cmd": "presence", "show": "dnd", "status": "in a meeting"}));
     let presence = wait_until(
         &gateway,
