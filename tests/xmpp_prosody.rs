@@ -196,13 +196,17 @@ impl User {
     /// Waits for an event of `kind` for each of `ids` (in any order).
     fn wait_for_ids(&mut self, kind: &str, ids: &[String]) {
         let mut missing: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut others = Vec::new();
         let deadline = Instant::now() + WAIT;
         while !missing.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             let event = self
                 .events
                 .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {kind} for {missing:?}"));
+                .unwrap_or_else(|_| panic!("no {kind} for {missing:?}; other events: {others:?}"));
+            if event["event"] != kind {
+                others.push(event.clone());
+            }
             if event["event"] == kind {
                 let key = if kind == "message" {
                     &event["body"]

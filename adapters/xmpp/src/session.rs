@@ -33,6 +33,17 @@ pub enum End {
 /// How many queued outbound stanzas are written before one flush.
 const WRITE_BATCH: usize = 256;
 
+/// A contact's presence waiting to be applied, with the window permit it holds.
+type Presence = (
+    String,
+    stanza::Show,
+    Option<String>,
+    Option<OwnedSemaphorePermit>,
+);
+
+/// How many presence changes may wait to be applied.
+const QUEUE_PRESENCE: usize = 1024;
+
 /// How long a stopping session waits for stanzas still being stored.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -48,6 +59,17 @@ pub async fn run(
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut tasks = JoinSet::new();
     let mut pings = 0u64;
+    // Presence is applied in the order it arrived (a later change must win), by one task.
+    let (presence_tx, mut presence_rx) = mpsc::channel::<Presence>(QUEUE_PRESENCE);
+    {
+        let (shared, core) = (shared.clone(), core.clone());
+        tasks.spawn(async move {
+            while let Some((contact, show, status, held)) = presence_rx.recv().await {
+                inbound::presence(&shared.config, &core, contact, show, status).await;
+                drop(held);
+            }
+        });
+    }
     let end = loop {
         while let Some(done) = tasks.try_join_next() {
             if let Err(e) = done {
@@ -106,11 +128,9 @@ pub async fn run(
                         Vec::new()
                     }
                     Incoming::Presence { contact, show, status, .. } => {
-                        let (shared, core, held) = (shared.clone(), core.clone(), permit.take());
-                        tasks.spawn(async move {
-                            inbound::presence(&shared.config, &core, contact, show, status).await;
-                            drop(held);
-                        });
+                        if presence_tx.send((contact, show, status, permit.take())).await.is_err() {
+                            tracing::error!("xmpp: the presence task is gone");
+                        }
                         Vec::new()
                     }
                     Incoming::Subscribe(header) => {
@@ -157,6 +177,7 @@ pub async fn run(
             }
         }
     };
+    drop(presence_tx);
     // Stanzas already taken are stored (or refused) before the session goes; their
     // answers are written while the stream still works.
     let _ = tokio::time::timeout(DRAIN, async {

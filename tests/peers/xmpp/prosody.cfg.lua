@@ -23,7 +23,7 @@ allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 storage = "internal"
 
-modules_enabled = { "roster", "saslauth", "disco", "ping", "presence", "posix" }
+modules_enabled = { "roster", "saslauth", "disco", "ping", "presence", "posix", "offline" }
 modules_disabled = { "s2s", "tls" }
 limits = { c2s = { rate = "100mb/s" } }
 
