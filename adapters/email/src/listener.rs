@@ -94,7 +94,11 @@ async fn accept_loop(
     let mut sessions = JoinSet::new();
     let mut shutdown = core.shutdown.clone();
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit,
+            () = shutdown.stopped() => break,
+        };
+        let Ok(permit) = permit else {
             break;
         };
         let accepted = tokio::select! {
