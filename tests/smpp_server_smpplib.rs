@@ -60,7 +60,10 @@ struct Carrier {
 impl Carrier {
     fn start(smpp: &str, args: &[&str]) -> Carrier {
         let python = peers_dir().join("venv/bin/python");
-        assert!(python.exists(), "no smpplib venv: run scripts/install-peers");
+        assert!(
+            python.exists(),
+            "no smpplib venv: run scripts/install-peers"
+        );
         let (host, port) = smpp
             .trim_start_matches("smpp://")
             .rsplit_once(':')
@@ -77,8 +80,8 @@ impl Carrier {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| Value::String(line.clone()));
+                let value: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
                 if tx.send(value).is_err() {
                     break;
                 }
@@ -99,7 +102,10 @@ impl Carrier {
                 .lines
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no {event} from smpplib; saw {seen:#?}"));
-            assert_ne!(line["event"], "timeout", "smpplib gave up: {line}; saw {seen:#?}");
+            assert_ne!(
+                line["event"], "timeout",
+                "smpplib gave up: {line}; saw {seen:#?}"
+            );
             if line["event"] == event {
                 return line;
             }
@@ -201,7 +207,10 @@ fn receipt(line: &Value) -> (String, String, u64) {
     let bytes = hex(line["short_message"].as_str().expect("hex"));
     (
         String::from_utf8(bytes).expect("ASCII receipt"),
-        line["receipted_message_id"].as_str().unwrap_or("").to_owned(),
+        line["receipted_message_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
         line["message_state"].as_u64().unwrap_or(0),
     )
 }
@@ -272,7 +281,10 @@ fn smpplib_bind_errors_are_refused_with_their_status() {
     let carrier = Carrier::start(&smpp_url(&gateway), &["bind_errors"]);
     let mut seen = Vec::new();
     let wrong_password = carrier.next("bind", &mut seen);
-    assert_eq!(wrong_password["status"], 0x0E, "ESME_RINVPASWD: {wrong_password}");
+    assert_eq!(
+        wrong_password["status"], 0x0E,
+        "ESME_RINVPASWD: {wrong_password}"
+    );
     let unknown = carrier.next("bind", &mut seen);
     assert_eq!(unknown["status"], 0x0F, "ESME_RINVSYSID: {unknown}");
     let good = carrier.next("bind", &mut seen);
@@ -288,13 +300,20 @@ fn smpplib_submits_are_stored_whole_and_get_delivered_receipts() {
         submit_and_collect(&smpp_url(&gateway), "4915112345678")
     {
         let stored = message(&gateway, &id);
-        assert_eq!(stored["text"], text.as_str(), "reassembled and decoded exactly");
+        assert_eq!(
+            stored["text"],
+            text.as_str(),
+            "reassembled and decoded exactly"
+        );
         assert_eq!(stored["status"], "delivered", "{stored}");
         assert_eq!(stored["from"], "+15550100");
         assert_eq!(stored["metadata"]["smpp.system_id"], "carrier1");
         assert_eq!(receipted_id, id);
         assert_eq!(state, 2, "message_state DELIVERED");
-        assert!(receipt.starts_with(&format!("id:{id} sub:001 dlvrd:001 ")), "{receipt}");
+        assert!(
+            receipt.starts_with(&format!("id:{id} sub:001 dlvrd:001 ")),
+            "{receipt}"
+        );
         assert!(receipt.contains(" stat:DELIVRD err:000 text:"), "{receipt}");
     }
 }
@@ -311,7 +330,10 @@ fn smpplib_gets_an_undelivered_receipt_when_the_smsc_reports_failure() {
         assert_eq!(stored["status"], "undelivered", "{stored}");
         assert_eq!(receipted_id, id);
         assert_eq!(state, 5, "message_state UNDELIVERABLE");
-        assert!(receipt.contains(" dlvrd:000 ") && receipt.contains(" stat:UNDELIV "), "{receipt}");
+        assert!(
+            receipt.contains(" dlvrd:000 ") && receipt.contains(" stat:UNDELIV "),
+            "{receipt}"
+        );
     }
 }
 
@@ -326,7 +348,10 @@ fn smpplib_scheduled_message_canceled_is_reported_deleted() {
     let id = resp["message_id"].as_str().expect("id").to_owned();
     let stored = message(&gateway, &id);
     assert_eq!(stored["status"], "queued");
-    assert!(stored["send_at"].is_string(), "schedule_delivery_time read: {stored}");
+    assert!(
+        stored["send_at"].is_string(),
+        "schedule_delivery_time read: {stored}"
+    );
     let (status, body) = gateway.request("DELETE", &format!("/v1/messages/{id}"), "");
     assert!((200..300).contains(&status), "{status} {body}");
     let (text, receipted_id, state) = receipt(&carrier.next("deliver_sm", &mut seen));

@@ -114,7 +114,8 @@ fn submit_sm(sequence: u32, dest: &str, text: &str, receipts: bool) -> Vec<u8> {
 async fn read_pdu(stream: &mut (impl AsyncReadExt + Unpin)) -> anyhow::Result<(u32, u32, u32)> {
     let mut header = [0u8; 16];
     stream.read_exact(&mut header).await?;
-    let word = |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let word =
+        |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     let length = word(0) as usize;
     if !(16..=65_536).contains(&length) {
         bail!("command_length {length}");
@@ -211,7 +212,12 @@ async fn run_bind(cli: Arc<Cli>, index: usize, shared: Arc<Shared>) -> anyhow::R
         permit.forget();
         sequence = sequence.wrapping_add(1).max(2) & 0x7fff_ffff;
         counter += 1;
-        let dest = format!("{}{:02}{:08}", cli.dest_prefix, index % 100, counter % 100_000_000);
+        let dest = format!(
+            "{}{:02}{:08}",
+            cli.dest_prefix,
+            index % 100,
+            counter % 100_000_000
+        );
         let bytes = submit_sm(sequence, &dest, &cli.text, cli.receipts);
         if let Ok(mut s) = sent.lock() {
             s.insert(sequence, Instant::now());
@@ -272,7 +278,10 @@ async fn main() -> anyhow::Result<()> {
         task.await??;
     }
     let totals = shared.totals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-    let h = shared.histogram.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+    let h = shared
+        .histogram
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?;
     let ok = totals.statuses.get(&0).copied().unwrap_or(0);
     println!(
         "smpp-load: {} binds x window {}, {:.1} s measured",

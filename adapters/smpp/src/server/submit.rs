@@ -478,7 +478,11 @@ mod tests {
         let head = b"\0\x01\x01123\0\x01\x01456\0";
         let mut corpus: Vec<Vec<u8>> = Vec::new();
         for (esm, dcs, sm) in [
-            (0x40u8, 0x08u8, &[0x05, 0x00, 0x03, 0x01, 0x02, 0x01, 0xd8][..]),
+            (
+                0x40u8,
+                0x08u8,
+                &[0x05, 0x00, 0x03, 0x01, 0x02, 0x01, 0xd8][..],
+            ),
             (0x40, 0x00, &[0x05, 0x00, 0x03, 0x01, 0x02, 0x02, 0x1b][..]),
             (0x40, 0x00, &[0xff, 0x00][..]),
             (0x40, 0x00, &[0x06, 0x08, 0x04, 0xff, 0xff, 0x00, 0x00][..]),
@@ -487,7 +491,7 @@ mod tests {
         ] {
             let mut body = head.to_vec();
             body.extend_from_slice(&[esm, 0, 0]);
-            body.extend_from_slice(b"991231235959999+\0000000000000000R\0");
+            body.extend_from_slice(b"991231235959999+\x00000000000000000R\0");
             body.extend_from_slice(&[1, 0, dcs, 0, sm.len() as u8]);
             body.extend_from_slice(sm);
             corpus.push(pdu(0x04, &body));
