@@ -7,61 +7,31 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Gateway;
+use common::{Gateway, JsonPeer, peers_dir, repo};
 use serde_json::Value;
 
 const KEY: &str = "sk_smpp_client_key";
 
-fn peers() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/switchboard/peers")
-        })
-}
-
 /// The node SMSC, killed when dropped.
 struct Smsc {
-    child: Child,
-    stdin: ChildStdin,
-    events: mpsc::Receiver<Value>,
+    peer: JsonPeer,
     port: u16,
 }
 
 impl Smsc {
     fn start(options: Value) -> Smsc {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/smpp/smsc.js");
-        let mut child = Command::new("node")
-            .arg(script)
+        let mut command = Command::new("node");
+        command
+            .arg(repo().join("tests/peers/smpp/smsc.js"))
             .arg(options.to_string())
-            .env("NODE_PATH", peers().join("node/node_modules"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node (scripts/install-peers installs the smpp package)");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send(v).is_err()
-                {
-                    return;
-                }
-            }
-        });
+            .env("NODE_PATH", peers_dir().join("node/node_modules"))
+            .stderr(Stdio::inherit());
         let mut smsc = Smsc {
-            child,
-            stdin,
-            events,
+            peer: JsonPeer::spawn(command, "the npm smpp SMSC"),
             port: 0,
         };
         let listening = smsc.next("listening");
@@ -73,11 +43,10 @@ impl Smsc {
     fn next(&mut self, name: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let event = self
-                .events
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {name} event from the SMSC"));
+                .peer
+                .recv_until(deadline)
+                .unwrap_or_else(|| panic!("no {name} event from the SMSC"));
             if event["event"] == name {
                 return event;
             }
@@ -85,14 +54,7 @@ impl Smsc {
     }
 
     fn command(&mut self, cmd: Value) {
-        writeln!(self.stdin, "{cmd}").expect("write to the SMSC");
-    }
-}
-
-impl Drop for Smsc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.peer.send(&cmd);
     }
 }
 

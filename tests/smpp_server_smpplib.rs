@@ -9,28 +9,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Gateway;
+use common::{Gateway, JsonPeer, peers_dir, repo};
 use serde_json::Value;
 
 const KEY: &str = "sk_smpp_server_key";
-
-fn peers_dir() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/switchboard/peers")
-        })
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn program(name: &str) -> PathBuf {
     ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
@@ -40,22 +26,9 @@ fn program(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not installed: run scripts/install-peers"))
 }
 
-/// A process killed when dropped (also when the test panics).
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// smpplib running one scenario of tests/peers/smpp/server_carrier.py; its JSON lines
 /// arrive on a channel.
-struct Carrier {
-    _peer: Peer,
-    lines: mpsc::Receiver<Value>,
-}
+struct Carrier(JsonPeer);
 
 impl Carrier {
     fn start(smpp: &str, args: &[&str]) -> Carrier {
@@ -68,40 +41,23 @@ impl Carrier {
             .trim_start_matches("smpp://")
             .rsplit_once(':')
             .expect("host:port");
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .arg(repo().join("tests/peers/smpp/server_carrier.py"))
             .args([host, port])
             .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start smpplib");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Carrier {
-            _peer: Peer(child),
-            lines,
-        }
+            .stderr(Stdio::inherit());
+        Carrier(JsonPeer::spawn(command, "smpplib"))
     }
 
     /// The next line whose `event` is `event` (others are kept in `seen`), within 90 s.
     fn next(&self, event: &str, seen: &mut Vec<Value>) -> Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {event} from smpplib; saw {seen:#?}"));
+                .0
+                .recv_until(deadline)
+                .unwrap_or_else(|| panic!("no {event} from smpplib; saw {seen:#?}"));
             assert_ne!(
                 line["event"], "timeout",
                 "smpplib gave up: {line}; saw {seen:#?}"
@@ -123,33 +79,25 @@ impl Carrier {
 
 /// The upstream SMSC: tests/peers/smpp/smsc.js on the npm `smpp` package, answering
 /// every submit_sm and sending a receipt with `stat` after it; its port.
-fn smsc(stat: &str) -> (Peer, u16) {
-    let mut child = Command::new("node")
+fn smsc(stat: &str) -> (JsonPeer, u16) {
+    let mut command = Command::new("node");
+    command
         .arg(repo().join("tests/peers/smpp/smsc.js"))
         .arg(format!(
             r#"{{"port": 0, "system_id": "gw", "password": "pw", "receipts": "after", "stat": "{stat}"}}"#
         ))
         .env("NODE_PATH", peers_dir().join("node/node_modules"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start node (scripts/install-peers installs the smpp package)");
-    let stdout = child.stdout.take().expect("stdout");
-    let peer = Peer(child);
-    let mut lines = BufReader::new(stdout).lines();
+        .stderr(Stdio::inherit());
+    let peer = JsonPeer::spawn(command, "the npm smpp SMSC");
+    let deadline = Instant::now() + Duration::from_secs(30);
     let port = loop {
-        let line = lines
-            .next()
-            .expect("the SMSC exited before listening")
-            .expect("read");
-        let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if value["event"] == "listening" {
-            break value["port"].as_u64().expect("port") as u16;
+        let event = peer
+            .recv_until(deadline)
+            .expect("the SMSC exited before listening");
+        if event["event"] == "listening" {
+            break event["port"].as_u64().expect("port") as u16;
         }
     };
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
     (peer, port)
 }
 

@@ -5,32 +5,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Gateway;
+use common::{Gateway, JsonPeer, peers_dir, repo};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk_xmpp_test";
 const COMPONENT: &str = "sms.localhost";
 const SECRET: &str = "component-secret";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn peers() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var("HOME").expect("HOME")).join(".cache/switchboard/peers")
-        })
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -132,59 +118,34 @@ impl Drop for Prosody {
 }
 
 /// slixmpp as a user: JSON commands in, JSON events out. Killed when dropped.
-struct User {
-    child: Child,
-    stdin: ChildStdin,
-    events: mpsc::Receiver<Value>,
-}
+struct User(JsonPeer);
 
 impl User {
     /// Logs in as `name` (registered with [`Prosody::register`]) with password `pw`.
     fn login(prosody: &Prosody, name: &str) -> User {
-        let mut child = Command::new(peers().join("venv/bin/python"))
+        let mut command = Command::new(peers_dir().join("venv/bin/python"));
+        command
             .arg(repo().join("tests/peers/xmpp/user.py"))
             .args(["--jid", &format!("{name}@localhost"), "--password", "pw"])
             .args(["--port", &prosody.c2s.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the slixmpp user");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line)
-                    && tx.send(value).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let mut user = User {
-            child,
-            stdin,
-            events,
-        };
+            .stderr(Stdio::null());
+        let mut user = User(JsonPeer::spawn(command, "the slixmpp user"));
         user.wait_for("ready", |_| true);
         user
     }
 
     fn cmd(&mut self, command: Value) {
-        writeln!(self.stdin, "{command}").expect("command to the user");
-        self.stdin.flush().expect("flush");
+        self.0.send(&command);
     }
 
     /// The next event of `kind` that satisfies `pred` (others are skipped).
     fn wait_for(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let event = self
-                .events
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {kind} event from the user"));
+                .0
+                .recv_until(deadline)
+                .unwrap_or_else(|| panic!("no {kind} event from the user"));
             if event["event"] == kind && pred(&event) {
                 return event;
             }
@@ -199,11 +160,10 @@ impl User {
         let mut others = Vec::new();
         let deadline = Instant::now() + WAIT;
         while !missing.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
             let event = self
-                .events
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {kind} for {missing:?}; other events: {others:?}"));
+                .0
+                .recv_until(deadline)
+                .unwrap_or_else(|| panic!("no {kind} for {missing:?}; other events: {others:?}"));
             if event["event"] != kind {
                 others.push(event.clone());
             }
@@ -218,13 +178,6 @@ impl User {
                 }
             }
         }
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -129,11 +129,7 @@ impl Submit for GatewaySubmit {
                 .cancel_message(tenant, id, Some("canceled by cancel_sm".into()))
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(match outcome {
-                CancelOutcome::Canceled => ChangeOutcome::Done,
-                CancelOutcome::NotFound => ChangeOutcome::NotFound,
-                CancelOutcome::TooLate(_) => ChangeOutcome::TooLate,
-            })
+            Ok(change_outcome(outcome))
         })
     }
 
@@ -150,12 +146,17 @@ impl Submit for GatewaySubmit {
                 .replace_text(tenant, id, &text)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(match outcome {
-                CancelOutcome::Canceled => ChangeOutcome::Done,
-                CancelOutcome::NotFound => ChangeOutcome::NotFound,
-                CancelOutcome::TooLate(_) => ChangeOutcome::TooLate,
-            })
+            Ok(change_outcome(outcome))
         })
+    }
+}
+
+/// A change the store made (or could not make) to a queued message.
+fn change_outcome(outcome: CancelOutcome) -> ChangeOutcome {
+    match outcome {
+        CancelOutcome::Canceled => ChangeOutcome::Done,
+        CancelOutcome::NotFound => ChangeOutcome::NotFound,
+        CancelOutcome::TooLate(_) => ChangeOutcome::TooLate,
     }
 }
 

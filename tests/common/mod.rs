@@ -125,3 +125,76 @@ impl Drop for Gateway {
         let _ = self.child.wait();
     }
 }
+
+/// Where `scripts/install-peers` put the protocol peers: `$SWITCHBOARD_PEERS`, or
+/// `~/.cache/switchboard/peers`.
+pub fn peers_dir() -> std::path::PathBuf {
+    std::env::var_os("SWITCHBOARD_PEERS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/switchboard/peers")
+        })
+}
+
+/// The root of the repository.
+pub fn repo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A peer process (a node or Python script of `tests/peers`) that takes JSON commands on
+/// stdin and prints JSON events, one per line, on stdout (a line that is not JSON
+/// arrives as a string). Killed when dropped, also when the test panics.
+pub struct JsonPeer {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl JsonPeer {
+    /// Starts `command` with piped stdin and stdout; `what` names it in panics.
+    pub fn spawn(mut command: Command, what: &str) -> JsonPeer {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what} (run scripts/install-peers): {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::Value::String(line.clone()));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        JsonPeer {
+            child,
+            stdin,
+            events,
+        }
+    }
+
+    /// Writes one command line.
+    pub fn send(&mut self, command: &serde_json::Value) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{command}").expect("write a command to the peer");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next event, or None when none comes before `deadline`.
+    pub fn recv_until(&self, deadline: std::time::Instant) -> Option<serde_json::Value> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.events.recv_timeout(left).ok()
+    }
+}
+
+impl Drop for JsonPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,5 +1,5 @@
 //! PDU framing for tokio: a [`Decoder`] that checks command_length before it allocates
-//! anything (through [`crate::server::frame::next_frame`]) and an [`Encoder`] for
+//! anything (through [`crate::frame::next_frame`]) and an [`Encoder`] for
 //! rusmpp's [`Command`].
 //!
 //! A PDU whose header is readable but whose body does not decode is handed out as an
@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use rusmpp::Command;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::server::frame::{FrameError, next_frame};
+use crate::frame::{FrameError, next_frame};
 
 /// The default largest PDU taken (command_length).
 pub const DEFAULT_MAX_PDU_BYTES: u32 = 65_536;

@@ -3,7 +3,7 @@
 //! read back into a payload and its place among the parts of its message.
 //!
 //! Cutting and counting are the model's ([`text::split`] never splits a GSM escape pair
-//! or a UTF-16 surrogate pair); reassembly of parts is [`crate::server::reassembly`].
+//! or a UTF-16 surrogate pair); reassembly of parts is [`crate::reassembly`].
 
 use rusmpp::tlvs::{Tlv, TlvValue};
 use switchboard_model::text::{self, Concat, EncodeError, Encoding};

@@ -4,6 +4,8 @@ pub mod client;
 pub mod codec;
 pub mod concat;
 mod config;
+pub mod frame;
+pub mod reassembly;
 pub mod receipt;
 pub mod server;
 

@@ -23,8 +23,8 @@ use switchboard_adapter::{
     Submit, SubmitOutcome,
 };
 use switchboard_model::{Channel, Direction, Message, MessageStatus};
+use switchboard_smpp::frame::next_frame;
 use switchboard_smpp::server::SmppServer;
-use switchboard_smpp::server::frame::next_frame;
 use switchboard_smpp::{SmppAccountConfig, SmppServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

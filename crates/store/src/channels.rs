@@ -355,6 +355,8 @@ impl Store {
 
     /// Replaces the text of the tenant's message `id` while it is still queued
     /// (SMPP `replace_sm`); its SMS encoding and segment count follow the new text.
+    /// Answers like a cancel: `Canceled` means the text was replaced (the message stays
+    /// queued).
     pub async fn replace_text(
         &self,
         tenant: &str,

@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 
 use super::Connector;
 use crate::concat::{self, UserData};
+use crate::reassembly::{Added, PartKey};
 use crate::receipt::{self, IdSource};
-use crate::server::reassembly::{Added, PartKey};
 use crate::server::submit::{SmeAddr, address};
 
 /// ESME Receiver Temporary App Error: the SMSC should try again later.

@@ -22,8 +22,8 @@ use crate::SmppConnectorConfig;
 use crate::client::bind::{BindHandle, Ended, RequestError};
 use crate::client::deliver::Held;
 use crate::concat::TextOptions;
+use crate::reassembly::Reassembly;
 use crate::receipt::{self, IdSource};
-use crate::server::reassembly::Reassembly;
 
 /// Timers and policies of a connector, from its configuration.
 #[derive(Debug, Clone)]

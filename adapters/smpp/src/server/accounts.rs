@@ -12,7 +12,7 @@ use switchboard_adapter::Recipient;
 use tokio::sync::Notify;
 
 use crate::SmppAccountConfig;
-use crate::server::reassembly::Reassembly;
+use crate::reassembly::Reassembly;
 use crate::server::session::{BindHandle, HeldPart};
 
 /// An SMPP bind type, as the ESME asked for it.

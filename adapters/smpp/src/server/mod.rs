@@ -4,8 +4,6 @@
 
 pub mod accounts;
 pub mod deliver;
-pub mod frame;
-pub mod reassembly;
 pub mod session;
 pub mod submit;
 pub mod time;

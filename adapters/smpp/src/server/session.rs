@@ -25,10 +25,10 @@ use tokio::task::JoinSet;
 use tokio_util::codec::Encoder;
 use tracing::{debug, info, warn};
 
+use crate::frame::{self, FrameError};
+use crate::reassembly::Added;
 use crate::server::Shared;
 use crate::server::accounts::{Account, BindDecision, BindKind, QueueSlot};
-use crate::server::frame::{self, FrameError};
-use crate::server::reassembly::Added;
 use crate::server::submit::{self, SubmitKind, SubmitRequest};
 use crate::server::time;
 

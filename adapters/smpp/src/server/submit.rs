@@ -14,7 +14,7 @@ use switchboard_model::address::{Address, Channel};
 use switchboard_model::text::Encoding;
 
 use crate::concat;
-use crate::server::reassembly::PartKey;
+use crate::reassembly::PartKey;
 use crate::server::time;
 
 /// An SME address with its TON and NPI.
@@ -405,12 +405,9 @@ pub fn refusal_status(code: &str) -> CommandStatus {
 pub fn read_carrier_bytes(bytes: &[u8], max_len: u32) -> usize {
     use rusmpp::Pdu;
     let now = Utc::now();
-    let mut reassembly = crate::server::reassembly::Reassembly::default();
+    let mut reassembly = crate::reassembly::Reassembly::default();
     let mut built = 0;
-    for command in crate::server::frame::read_all(bytes, max_len)
-        .into_iter()
-        .flatten()
-    {
+    for command in crate::frame::read_all(bytes, max_len).into_iter().flatten() {
         let request = match command.pdu() {
             Some(Pdu::SubmitSm(p)) => SubmitRequest::from_submit_sm(p),
             Some(Pdu::DataSm(p)) => SubmitRequest::from_data_sm(p),
@@ -423,8 +420,8 @@ pub fn read_carrier_bytes(bytes: &[u8], max_len: u32) -> usize {
             Some((key, seq)) => {
                 let payload = request.payload.clone();
                 match reassembly.add(key, seq, payload, request, std::time::Instant::now()) {
-                    crate::server::reassembly::Added::Held => continue,
-                    crate::server::reassembly::Added::Complete(parts, _) => {
+                    crate::reassembly::Added::Held => continue,
+                    crate::reassembly::Added::Complete(parts, _) => {
                         let mut payload = Vec::new();
                         let mut first = None;
                         for (bytes, request) in parts {

@@ -1,8 +1,11 @@
-//! Parts of concatenated submits (UDH or SAR) held until their message is complete.
+//! Parts of concatenated messages (UDH or SAR) held until their message is complete:
+//! `submit_sm` parts from a carrier (server) and `deliver_sm` parts from an SMSC
+//! (client).
 //!
-//! A part's submit_sm_resp is held with it: the message is stored once every part has
-//! arrived, and only then is every part answered, all with the message's id. Parts that
-//! wait longer than the reassembly timeout are answered with an error instead.
+//! A part's response is held with it: the message is stored once every part has
+//! arrived, and only then is every part answered (by the server, all with the message's
+//! id). Parts that wait longer than the reassembly timeout are answered with an error
+//! instead.
 
 use std::collections::HashMap;
 use std::time::Instant;
