@@ -262,7 +262,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
             if full {
                 continue;
             }
-            let wait = match state.store.next_due().await {
+            let wait = match state.store.next_due(&state.connectors.channels()).await {
                 Ok(Some(due)) => {
                     let now = Utc::now().timestamp_micros();
                     Duration::from_micros(u64::try_from(due - now).unwrap_or(0)).min(IDLE_POLL)

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use switchboard_model::{Message, MessageId};
+use switchboard_model::{Channel, Message, MessageId};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::listing::{Bind, ListQuery};
@@ -155,12 +155,23 @@ impl Store {
         self.inner.changes.clone()
     }
 
-    /// The earliest time some outbox row falls due, in microseconds since the epoch.
-    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+    /// The earliest time an outbox row of a message to one of `channels` (those with a
+    /// running adapter) falls due, in microseconds since the epoch.
+    pub async fn next_due(&self, channels: &[Channel]) -> Result<Option<i64>, StoreError> {
+        if channels.is_empty() {
+            return Ok(None);
+        }
         let (due,): (Option<i64>,) = on_pool!(&self.inner.pool, pool => {
-            sqlx::query_as("SELECT MIN(COALESCE(lease_until, due_at)) FROM outbox")
-                .fetch_one(pool)
-                .await?
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT MIN(COALESCE(o.lease_until, o.due_at)) FROM outbox o \
+                 JOIN messages m ON m.id = o.message_id WHERE m.channel IN (",
+            );
+            let mut list = q.separated(", ");
+            for channel in channels {
+                list.push_bind(channel.as_str());
+            }
+            q.push(")");
+            q.build_query_as().fetch_one(pool).await?
         });
         Ok(due)
     }

@@ -420,7 +420,7 @@ pub(crate) async fn run(
                         let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
                         return Err(error.into());
                     }
-                    Ok::<(), StoreError>(())
+                    Ok::<bool, StoreError>(true)
                 }
                 .await
             } else {
@@ -532,7 +532,12 @@ pub(crate) async fn run(
                         push_keys!(q, keys);
                         q.build().execute(&mut *tx).await?;
                     }
-                    if postgres {
+                    // Whether anything changed that others wait for: a claim that took
+                    // nothing and decided nothing is not announced, or the dispatcher
+                    // would wake itself with its own empty claim.
+                    let changed = !work.events.is_empty()
+                        || pending.iter().any(|p| !matches!(p, Pending::Claim(..)));
+                    if postgres && changed {
                         // Wake the dispatchers of other instances sharing this database
                         // (delivered when, and only if, the transaction commits).
                         sqlx::query("SELECT pg_notify($1, '')")
@@ -541,16 +546,18 @@ pub(crate) async fn run(
                             .await?;
                     }
                     tx.commit().await?;
-                    Ok::<(), StoreError>(())
+                    Ok::<bool, StoreError>(changed)
                 }
                 .await
             };
             match result {
-                Ok(()) => {
+                Ok(changed) => {
                     held = Some(conn);
                     commits.fetch_add(1, Ordering::Relaxed);
                     pending.into_iter().for_each(Pending::answer);
-                    changes.notify_waiters();
+                    if changed {
+                        changes.notify_waiters();
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, writes = pending.len() + todo.len(), "store transaction failed");
