@@ -125,6 +125,13 @@ pub async fn serve(
     let dispatcher = dispatch::spawn(state.clone(), stopping.clone());
     let webhooks = webhooks::spawn_worker(state.clone(), stopping.clone());
     let core = core::core(&state, switchboard_adapter::Shutdown::new(stopping.clone()));
+    // Before any listener reads: a message received while a service starts must find
+    // the recipients it is owed to.
+    for recipient in state.services.iter().flat_map(|s| s.notice_recipients()) {
+        if let Err(e) = core.notices.register(&recipient).await {
+            tracing::error!(error = %e, recipient = %recipient.key, "cannot register a notice recipient; its service retries");
+        }
+    }
     let services: Vec<_> = state
         .services
         .iter()

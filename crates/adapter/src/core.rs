@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::notices::Notices;
+use crate::notices::{Notices, Recipient};
 use crate::presence::PresenceSink;
 use crate::submit::Submit;
 use crate::{Adapter, BoxFuture, Ingest, Reports};
@@ -66,6 +66,12 @@ pub trait Service: Send + Sync {
     /// prints them at start. Services that bind listeners do so when they are built,
     /// so a port taken is an error at start and port 0 resolves before this is asked.
     fn listening(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The notice recipients it serves (SMPP accounts). The gateway registers them
+    /// before any service runs, so no notice is missed while a service starts.
+    fn notice_recipients(&self) -> Vec<Recipient> {
         Vec::new()
     }
 

@@ -69,6 +69,14 @@ pub struct Account {
     pub reassembly: Mutex<Reassembly<HeldPart>>,
 }
 
+/// Who the core keeps notices for on behalf of an account: `smpp:<system_id>`.
+pub fn recipient(config: &SmppAccountConfig) -> Recipient {
+    Recipient {
+        key: format!("smpp:{}", config.system_id),
+        tenant: config.tenant.clone(),
+    }
+}
+
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -76,10 +84,7 @@ struct Bucket {
 
 impl Account {
     fn new(config: SmppAccountConfig) -> Account {
-        let recipient = Recipient {
-            key: format!("smpp:{}", config.system_id),
-            tenant: config.tenant.clone(),
-        };
+        let recipient = recipient(&config);
         let tokens = f64::from(config.throughput);
         Account {
             config,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_adapter::{BoxFuture, Core, Service};
+use switchboard_adapter::{BoxFuture, Core, Recipient, Service};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -117,6 +117,14 @@ impl Service for SmppServer {
 
     fn listening(&self) -> Vec<String> {
         vec![format!("smpp://{}", self.local)]
+    }
+
+    fn notice_recipients(&self) -> Vec<Recipient> {
+        self.config
+            .accounts
+            .iter()
+            .map(accounts::recipient)
+            .collect()
     }
 
     fn run(self: Arc<Self>, core: Core) -> BoxFuture<'static, ()> {
