@@ -387,22 +387,22 @@ fn inbound_messages_are_stored_before_the_receipt_and_bad_ones_get_errors() {
         &gateway,
         "/v1/presence/xmpp:alice@localhost",
         "presence available",
-        |p| p["availability"] == "available",
+        |p| p["status"] == "available",
     );
     alice.cmd(json!({"cmd": "presence", "show": "dnd", "status": "in a meeting"}));
     let presence = wait_until(
         &gateway,
         "/v1/presence/xmpp:alice@localhost",
         "presence dnd",
-        |p| p["availability"] == "dnd",
+        |p| p["status"] == "dnd",
     );
-    assert_eq!(presence["status"], "in a meeting");
+    assert_eq!(presence["note"], "in a meeting");
     alice.cmd(json!({"cmd": "presence", "type": "unavailable"}));
     wait_until(
         &gateway,
         "/v1/presence/xmpp:alice@localhost",
         "presence unavailable",
-        |p| p["availability"] == "unavailable",
+        |p| p["status"] == "unavailable",
     );
 }
 

@@ -893,10 +893,14 @@ async fn core_handles_for_channel_sessions() {
         .await
         .expect("presence");
     let presence = gw.get("/v1/presence/xmpp:alice@localhost").await;
-    assert_eq!(presence["availability"], "away");
-    assert_eq!(presence["status"], "lunch");
+    assert_eq!(presence["status"], "away");
+    assert_eq!(presence["note"], "lunch");
+    assert_eq!(presence["address"], "xmpp:alice@localhost");
+    assert!(presence["updated_at"].is_string(), "{presence}");
     let unknown = gw.get("/v1/presence/xmpp:bob@localhost").await;
-    assert_eq!(unknown["status"], 404);
+    assert_eq!(unknown["status"], "unknown", "{unknown}");
+    assert_eq!(unknown["address"], "xmpp:bob@localhost");
+    assert!(unknown["note"].is_null() && unknown["updated_at"].is_null());
 
     // An inbound message with an attachment: the bytes come back from the API.
     let mut with_file = inbound(Channel::Sms, "+14155550123", "+15550100");

@@ -222,8 +222,8 @@ impl Store {
         let event_id = format!("evt_{}", uuid::Uuid::now_v7().simple());
         let data = serde_json::json!({
             "address": row.address,
-            "availability": row.availability,
-            "status": row.status,
+            "status": row.availability,
+            "note": row.status,
             "updated_at": row.at,
         })
         .to_string();

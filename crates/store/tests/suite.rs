@@ -665,8 +665,8 @@ on_every_backend!(presence_is_kept_and_announced, |store: Store| async move {
     assert_eq!(due[0].event_type, "presence.changed");
     let payload: serde_json::Value =
         serde_json::from_str(due[0].payload.as_deref().expect("payload")).expect("json");
-    assert_eq!(payload["availability"], "away");
-    assert_eq!(payload["status"], "lunch");
+    assert_eq!(payload["status"], "away");
+    assert_eq!(payload["note"], "lunch");
 });
 
 on_every_backend!(attachments_replace_and_bridges, |store: Store| async move {

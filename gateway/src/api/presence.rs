@@ -1,5 +1,5 @@
 //! `GET /v1/presence/{address}`: the last presence a channel (XMPP) reported for a
-//! contact of the calling tenant.
+//! contact of the calling tenant; a contact never seen is `unknown`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -17,12 +17,13 @@ use crate::state::AppState;
 pub struct Presence {
     /// The contact, normalised (`xmpp:alice@example.org`).
     pub address: String,
-    /// `available`, `away`, `dnd`, `xa` or `unavailable`.
-    pub availability: String,
+    /// `available`, `away`, `dnd`, `xa`, `unavailable`, or `unknown` for a contact
+    /// never seen.
+    pub status: String,
     /// The contact's status note, if any.
-    pub status: Option<String>,
-    /// When it last changed.
-    pub updated_at: DateTime<Utc>,
+    pub note: Option<String>,
+    /// When it last changed; absent while `unknown`.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// The last presence of a contact.
@@ -33,9 +34,8 @@ pub struct Presence {
     tag = "presence",
     params(("address" = String, Path, description = "The contact, e.g. xmpp:alice@example.org")),
     responses(
-        (status = 200, description = "The contact's last presence", body = Presence),
+        (status = 200, description = "The contact's last presence, or `unknown`", body = Presence),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No presence is known for this contact", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not an address", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -52,12 +52,19 @@ pub async fn get(
     let row = state
         .store
         .get_presence(&caller.0.id, address.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no presence known for {address}")))?;
-    Ok(Json(Presence {
-        address: row.address,
-        availability: row.availability,
-        status: row.status,
-        updated_at: row.at,
+        .await?;
+    Ok(Json(match row {
+        Some(row) => Presence {
+            address: row.address,
+            status: row.availability,
+            note: row.status,
+            updated_at: Some(row.at),
+        },
+        None => Presence {
+            address: address.as_str().to_owned(),
+            status: "unknown".to_owned(),
+            note: None,
+            updated_at: None,
+        },
     }))
 }
