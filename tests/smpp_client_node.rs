@@ -1,7 +1,8 @@
 //! The SMPP client against the npm package `smpp` as the upstream SMSC, through the real
 //! gateway binary: message ids and receipts (also a receipt that arrives before the
 //! submit_sm_resp), long UCS-2 messages with emoji in parts, inbound messages (single and
-//! concatenated, out of order), and a kill and restart of the SMSC in the middle of
+//! concatenated, out of order; as data_sm too), receipts by data_sm, validity_period
+//! from the message's validity, and a kill and restart of the SMSC in the middle of
 //! traffic with nothing lost.
 
 mod common;
@@ -226,6 +227,59 @@ fn inbound_messages_single_and_concatenated_out_of_order() {
         .filter_map(|m| m["from"].as_str())
         .collect();
     assert_eq!(from, HashSet::from(["+14155550199"]));
+}
+
+#[test]
+fn data_sm_inbound_and_receipts_and_validity() {
+    let mut smsc = Smsc::start(serde_json::json!({"receipts": "after", "receipts_by": "data_sm"}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = gateway(dir.path(), smsc.port, "");
+    smsc.next("bind");
+
+    // A message valid for an hour: validity_period is the time left, relative, which the
+    // SMSC reads as about an hour from now. The receipt comes as a data_sm with only
+    // receipted_message_id and message_state, and still rolls the message up.
+    let body = serde_json::json!({
+        "to": "+14155550102", "text": "valid for an hour", "from": "+15550100",
+        "validity_seconds": 3600,
+    })
+    .to_string();
+    let (status, answer) = gw.request("POST", "/v1/messages", &body);
+    assert_eq!(status, 202, "{answer}");
+    let id = json(&answer)["id"].as_str().expect("id").to_owned();
+    let submit = smsc.next("submit_sm");
+    let validity = submit["validity_period"].as_str().expect("validity_period");
+    let validity = chrono::DateTime::parse_from_rfc3339(validity)
+        .unwrap_or_else(|e| panic!("{e}: {submit}"))
+        .with_timezone(&chrono::Utc);
+    let left = (validity - chrono::Utc::now()).num_seconds();
+    assert!((3000..=3601).contains(&left), "{left} s left: {submit}");
+    assert_eq!(smsc.next("receipt_resp")["status"], 0);
+    let message = wait_for(&gw, &id, status_is("delivered"));
+    let upstream = submit["id"].as_str().expect("id").to_ascii_lowercase();
+    assert_eq!(message["upstream_id"], upstream.trim_start_matches('0'));
+
+    // Without a validity, validity_period is empty (the SMSC's default).
+    send(&gw, "+14155550103", "no validity");
+    assert_eq!(smsc.next("submit_sm")["validity_period"], "");
+
+    // An inbound data_sm (text in message_payload) is stored, then answered data_sm_resp.
+    smsc.command(serde_json::json!({
+        "cmd": "data_sm", "from": "+14155550199", "to": "+15550100",
+        "text": "by data_sm 🙂", "coding": "ucs2"
+    }));
+    assert_eq!(smsc.next("data_sm_resp")["status"], 0);
+    let (status, body) = gw.request("GET", "/v1/messages?direction=inbound", "");
+    assert_eq!(status, 200, "{body}");
+    let list = json(&body);
+    let stored = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|m| m["text"] == "by data_sm 🙂")
+        .unwrap_or_else(|| panic!("not stored: {body}"));
+    assert_eq!(stored["from"], "+14155550199");
+    assert_eq!(stored["metadata"]["smpp.command"], "data_sm");
 }
 
 #[test]

@@ -169,6 +169,12 @@ pub struct SmppConnectorConfig {
     /// registered_delivery in every submit_sm (1: a receipt for the final outcome).
     #[serde(default = "default_registered_delivery")]
     pub registered_delivery: u8,
+    /// How a message's validity (`validity_seconds` on the API, validity_period from a
+    /// carrier) is passed on in validity_period: `relative` (the time left when the part
+    /// is sent, `YYMMDDhhmmss000R`, immune to clock and zone differences), `absolute`
+    /// (the expiry in UTC, `YYMMDDhhmmsst00+`), or `none` (empty: the SMSC's default).
+    #[serde(default)]
+    pub validity_period: SmppValidity,
     /// How message ids are compared between submit_sm_resp and receipts: `auto` (case,
     /// blanks and leading zeros ignored), `hex` or `decimal` (both are numbers in that
     /// base), `hex_submit_decimal_receipt`, `decimal_submit_hex_receipt`, or `exact`.
@@ -279,6 +285,19 @@ pub enum SmppCoding {
     Latin1,
     /// Always UCS-2.
     Ucs2,
+}
+
+/// `[[smpp.connectors]] validity_period`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppValidity {
+    /// The time left, in the relative form.
+    #[default]
+    Relative,
+    /// The expiry, in the absolute form in UTC.
+    Absolute,
+    /// Always empty.
+    None,
 }
 
 /// `[[smpp.connectors]] long_messages`

@@ -8,6 +8,7 @@ pub mod frame;
 pub mod reassembly;
 pub mod receipt;
 pub mod server;
+pub mod time;
 
 pub use crate::config::*;
 

@@ -73,6 +73,25 @@ pub fn format(at: DateTime<Utc>) -> String {
     )
 }
 
+/// Writes `length` in the relative form (`YYMMDDhhmmss000R`), years and months counted
+/// as 365 and 30 days as [`parse`] reads them; at most 99 years, and at least a second
+/// (a zero relative period reads as "no validity" at some SMSCs).
+pub fn format_relative(length: std::time::Duration) -> String {
+    let mut left = length.as_secs().clamp(1, 99 * 365 * 86_400 + 364 * 86_400);
+    let mut take = |unit: u64| {
+        let n = left / unit;
+        left %= unit;
+        n
+    };
+    let years = take(365 * 86_400);
+    let months = take(30 * 86_400);
+    let days = take(86_400);
+    let hours = take(3600);
+    let minutes = take(60);
+    let seconds = left;
+    format!("{years:02}{months:02}{days:02}{hours:02}{minutes:02}{seconds:02}000R")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +132,25 @@ mod tests {
         ] {
             assert!(parse(bad, now()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn relative_round_trips() {
+        for seconds in [1u64, 59, 3600, 86_399, 86_400 * 45 + 7, 86_400 * 400 + 3661] {
+            let field = format_relative(std::time::Duration::from_secs(seconds));
+            assert_eq!(field.len(), 16, "{field}");
+            let expected = now() + Duration::seconds(i64::try_from(seconds).unwrap_or(0));
+            assert_eq!(parse(&field, now()), Ok(Some(expected)), "{field}");
+        }
+        assert_eq!(
+            format_relative(std::time::Duration::ZERO),
+            "000000000001000R"
+        );
+        assert_eq!(
+            format_relative(std::time::Duration::from_secs(86_400 * 31 + 3723)),
+            "000101010203000R"
+        );
+        assert!(format_relative(std::time::Duration::MAX).starts_with("99"));
     }
 
     #[test]

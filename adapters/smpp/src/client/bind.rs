@@ -384,7 +384,7 @@ async fn on_command(
                 .await;
             return Some(Ended::Unbound("the SMSC unbound".into()));
         }
-        Some(Pdu::DeliverSm(pdu)) => {
+        Some(pdu @ (Pdu::DeliverSm(_) | Pdu::DataSm(_))) => {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return None;
             };
@@ -395,19 +395,14 @@ async fn on_command(
                 pdu.clone(),
             );
             deliveries.spawn(async move {
-                deliver::deliver_sm(&connector, &core, tx, sequence, pdu).await;
+                let delivery = match &pdu {
+                    Pdu::DataSm(pdu) => deliver::Delivery::of_data_sm(pdu),
+                    Pdu::DeliverSm(pdu) => deliver::Delivery::of_deliver_sm(pdu),
+                    _ => return,
+                };
+                deliver::deliver(&connector, &core, tx, sequence, delivery).await;
                 drop(permit);
             });
-        }
-        Some(Pdu::DataSm(_)) => {
-            // Not taken here: answered so the SMSC does not wait for it.
-            handle
-                .reply(Command::new(
-                    CommandStatus::EsmeRinvcmdid,
-                    sequence,
-                    Pdu::GenericNack,
-                ))
-                .await;
         }
         Some(_) if command.id().is_response() => {
             handle.answer(sequence, (status, None));

@@ -1,13 +1,14 @@
-//! deliver_sm from the SMSC: a delivery receipt becomes a status report, anything else
-//! an inbound message (its parts joined first). The deliver_sm_resp goes only after the
-//! core has committed what it carried; when the core cannot take it now the answer is
-//! ESME_RX_T_APPN so the SMSC sends it again, when it never will, ESME_RX_P_APPN.
+//! deliver_sm and data_sm from the SMSC: a delivery receipt becomes a status report,
+//! anything else an inbound message (its parts joined first). The deliver_sm_resp (or
+//! data_sm_resp) goes only after the core has committed what it carried; when the core
+//! cannot take it now the answer is ESME_RX_T_APPN so the SMSC sends it again, when it
+//! never will, ESME_RX_P_APPN.
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use rusmpp::pdus::{DeliverSm, DeliverSmResp};
-use rusmpp::tlvs::TlvValue;
+use rusmpp::pdus::{DataSm, DataSmResp, DeliverSm, DeliverSmResp};
+use rusmpp::tlvs::{Tlv, TlvValue};
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandStatus, Pdu};
 use switchboard_adapter::{Core, Inbound, IngestOutcome, StatusReport};
@@ -26,22 +27,98 @@ pub const ESME_RX_T_APPN: u32 = 0x64;
 /// ESME Receiver Permanent App Error: the SMSC should not send it again.
 pub const ESME_RX_P_APPN: u32 = 0x65;
 
-/// Where the answer to one held deliver_sm goes.
+/// The PDU a message from the SMSC came in, which decides the response's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// deliver_sm, answered deliver_sm_resp.
+    DeliverSm,
+    /// data_sm, answered data_sm_resp.
+    DataSm,
+}
+
+/// Where the answer to one held deliver_sm or data_sm goes.
 pub struct Held {
     tx: mpsc::Sender<Command>,
     sequence: u32,
+    carrier: Carrier,
 }
 
 impl Held {
-    /// Answers the deliver_sm with `status`.
+    /// Answers the PDU with `status`.
     pub async fn answer(self, status: u32) {
-        let resp = DeliverSmResp::new(COctetString::default(), Vec::new());
-        let command = Command::new(
-            CommandStatus::from(status),
-            self.sequence,
-            Pdu::DeliverSmResp(resp),
-        );
+        let pdu = match self.carrier {
+            Carrier::DeliverSm => {
+                Pdu::DeliverSmResp(DeliverSmResp::new(COctetString::default(), Vec::new()))
+            }
+            Carrier::DataSm => {
+                Pdu::DataSmResp(DataSmResp::new(COctetString::default(), Vec::new()))
+            }
+        };
+        let command = Command::new(CommandStatus::from(status), self.sequence, pdu);
         let _ = self.tx.send(command).await;
+    }
+}
+
+/// What a deliver_sm or a data_sm from the SMSC carries, read the same way for both (a
+/// data_sm has no short_message: its text is in message_payload).
+pub struct Delivery<'a> {
+    /// The PDU it came in.
+    pub carrier: Carrier,
+    /// esm_class.
+    pub esm_class: u8,
+    /// data_coding.
+    pub data_coding: u8,
+    /// The sender.
+    pub source: SmeAddr,
+    /// The recipient.
+    pub destination: SmeAddr,
+    /// short_message (empty for a data_sm).
+    pub short_message: &'a [u8],
+    /// The optional parameters.
+    pub tlvs: &'a [Tlv],
+}
+
+impl<'a> Delivery<'a> {
+    /// A deliver_sm's contents.
+    pub fn of_deliver_sm(pdu: &'a DeliverSm) -> Delivery<'a> {
+        Delivery {
+            carrier: Carrier::DeliverSm,
+            esm_class: u8::from(pdu.esm_class),
+            data_coding: u8::from(pdu.data_coding),
+            source: SmeAddr {
+                ton: u8::from(pdu.source_addr_ton),
+                npi: u8::from(pdu.source_addr_npi),
+                addr: pdu.source_addr.as_str().to_owned(),
+            },
+            destination: SmeAddr {
+                ton: u8::from(pdu.dest_addr_ton),
+                npi: u8::from(pdu.dest_addr_npi),
+                addr: pdu.destination_addr.as_str().to_owned(),
+            },
+            short_message: pdu.short_message().as_ref(),
+            tlvs: pdu.tlvs(),
+        }
+    }
+
+    /// A data_sm's contents.
+    pub fn of_data_sm(pdu: &'a DataSm) -> Delivery<'a> {
+        Delivery {
+            carrier: Carrier::DataSm,
+            esm_class: u8::from(pdu.esm_class),
+            data_coding: u8::from(pdu.data_coding),
+            source: SmeAddr {
+                ton: u8::from(pdu.source_addr_ton),
+                npi: u8::from(pdu.source_addr_npi),
+                addr: pdu.source_addr.as_str().to_owned(),
+            },
+            destination: SmeAddr {
+                ton: u8::from(pdu.dest_addr_ton),
+                npi: u8::from(pdu.dest_addr_npi),
+                addr: pdu.destination_addr.as_str().to_owned(),
+            },
+            short_message: &[],
+            tlvs: pdu.tlvs(),
+        }
     }
 }
 
@@ -62,11 +139,11 @@ pub enum Receipted {
     NotAReceipt,
 }
 
-/// Reads a deliver_sm as a receipt: the id from receipted_message_id first, else from
-/// the text; the state from the text's `stat`, else from message_state.
-pub fn report_of(connector: &Connector, pdu: &DeliverSm) -> Receipted {
-    let esm_class = u8::from(pdu.esm_class);
-    let text = String::from_utf8_lossy(pdu.short_message().as_ref()).into_owned();
+/// Reads a deliver_sm or data_sm as a receipt: the id from receipted_message_id first,
+/// else from the text; the state from the text's `stat`, else from message_state.
+pub fn report_of(connector: &Connector, pdu: &Delivery<'_>) -> Receipted {
+    let esm_class = pdu.esm_class;
+    let text = String::from_utf8_lossy(pdu.short_message).into_owned();
     let parsed = receipt::parse(&text);
     if !is_receipt_class(esm_class) && parsed.is_none() {
         return Receipted::NotAReceipt;
@@ -74,7 +151,7 @@ pub fn report_of(connector: &Connector, pdu: &DeliverSm) -> Receipted {
     let parsed = parsed.unwrap_or_default();
     let mut receipted = None;
     let mut state = None;
-    for tlv in pdu.tlvs() {
+    for tlv in pdu.tlvs {
         match tlv.value() {
             Some(TlvValue::ReceiptedMessageId(id)) => receipted = Some(id.as_str().to_owned()),
             Some(TlvValue::MessageState(s)) => state = Some(u8::from(*s)),
@@ -119,15 +196,20 @@ pub fn report_of(connector: &Connector, pdu: &DeliverSm) -> Receipted {
     })
 }
 
-/// Handles one deliver_sm and answers it (now, or when its message is complete).
-pub async fn deliver_sm(
+/// Handles one deliver_sm or data_sm and answers it (now, or when its message is
+/// complete).
+pub async fn deliver(
     connector: &Arc<Connector>,
     core: &Core,
     tx: mpsc::Sender<Command>,
     sequence: u32,
-    pdu: DeliverSm,
+    pdu: Delivery<'_>,
 ) {
-    let held = Held { tx, sequence };
+    let held = Held {
+        tx,
+        sequence,
+        carrier: pdu.carrier,
+    };
     let name = connector.name.as_str();
     match report_of(connector, &pdu) {
         Receipted::Report(report) => {
@@ -152,22 +234,14 @@ pub async fn deliver_sm(
         }
         Receipted::NotAReceipt => {}
     }
-    let esm_class = u8::from(pdu.esm_class);
-    let data_coding = u8::from(pdu.data_coding);
-    let from = address(&SmeAddr {
-        ton: u8::from(pdu.source_addr_ton),
-        npi: u8::from(pdu.source_addr_npi),
-        addr: pdu.source_addr.as_str().to_owned(),
-    });
-    let to = address(&SmeAddr {
-        ton: u8::from(pdu.dest_addr_ton),
-        npi: u8::from(pdu.dest_addr_npi),
-        addr: pdu.destination_addr.as_str().to_owned(),
-    });
-    let data = match concat::user_data(esm_class, pdu.short_message().as_ref(), pdu.tlvs()) {
+    let esm_class = pdu.esm_class;
+    let data_coding = pdu.data_coding;
+    let from = address(&pdu.source);
+    let to = address(&pdu.destination);
+    let data = match concat::user_data(esm_class, pdu.short_message, pdu.tlvs) {
         Ok(data) => data,
         Err(e) => {
-            warn!(connector = name, %from, %to, error = %e, "smpp client: deliver_sm user data cannot be read");
+            warn!(connector = name, %from, %to, error = %e, carrier = ?pdu.carrier, "smpp client: user data cannot be read");
             held.answer(ESME_RX_P_APPN).await;
             return;
         }
@@ -237,7 +311,7 @@ pub async fn deliver_sm(
     let Some(text) = concat::decode_text(data_coding, &payload) else {
         warn!(
             connector = name,
-            data_coding, "smpp client: deliver_sm in a coding that is not text"
+            data_coding, "smpp client: a message in a coding that is not text"
         );
         for h in helds {
             h.answer(ESME_RX_P_APPN).await;
@@ -248,6 +322,9 @@ pub async fn deliver_sm(
         ("smpp.data_coding".to_owned(), data_coding.to_string()),
         ("smpp.esm_class".to_owned(), esm_class.to_string()),
     ];
+    if pdu.carrier == Carrier::DataSm {
+        metadata.push(("smpp.command".to_owned(), "data_sm".to_owned()));
+    }
     if parts > 1 {
         metadata.push(("smpp.parts".to_owned(), parts.to_string()));
     }
@@ -290,6 +367,7 @@ fn held_later(held: &Held) -> Held {
     Held {
         tx: held.tx.clone(),
         sequence: held.sequence,
+        carrier: held.carrier,
     }
 }
 
@@ -311,7 +389,7 @@ pub async fn expire(connector: &Connector) {
 }
 
 /// What the client reads of bytes from an SMSC, without a core: every PDU decoded, and
-/// for each deliver_sm its user data, text, receipt text, dates and ids. The entry point
+/// for each deliver_sm and data_sm its user data, text, receipt text, dates and ids. The entry point
 /// of the `smpp_pdu` fuzz target; returns how many PDUs decoded. Never panics.
 pub fn read_pdus(bytes: &[u8]) -> usize {
     let mut decoded = 0;
@@ -320,12 +398,14 @@ pub fn read_pdus(bytes: &[u8]) -> usize {
         .flatten()
     {
         decoded += 1;
-        let Some(Pdu::DeliverSm(pdu)) = command.pdu() else {
-            continue;
+        let pdu = match command.pdu() {
+            Some(Pdu::DeliverSm(pdu)) => Delivery::of_deliver_sm(pdu),
+            Some(Pdu::DataSm(pdu)) => Delivery::of_data_sm(pdu),
+            _ => continue,
         };
-        let short_message = pdu.short_message().as_ref();
-        if let Ok(data) = concat::user_data(u8::from(pdu.esm_class), short_message, pdu.tlvs()) {
-            let _ = concat::decode_text(u8::from(pdu.data_coding), &data.payload);
+        let short_message = pdu.short_message;
+        if let Ok(data) = concat::user_data(pdu.esm_class, short_message, pdu.tlvs) {
+            let _ = concat::decode_text(pdu.data_coding, &data.payload);
         }
         if let Some(r) = receipt::parse(&String::from_utf8_lossy(short_message)) {
             let _ = receipt::parse_date(&r.done_date);
@@ -366,13 +446,22 @@ mod tests {
         pdu(0x05, 1, &b)
     }
 
+    /// A data_sm body: addresses, esm_class, registered_delivery, data_coding, TLVs.
+    fn data_sm(esm_class: u8, data_coding: u8, tlvs: &[u8]) -> Vec<u8> {
+        let mut b = b"\0\x01\x01123\0\x01\x01456\0".to_vec();
+        b.extend_from_slice(&[esm_class, 0, data_coding]);
+        b.extend_from_slice(tlvs);
+        pdu(0x103, 1, &b)
+    }
+
     #[test]
     fn a_receipt_and_parts_are_read() {
         let receipt = deliver(4, 0, b"id:0A1 sub:001 dlvrd:001 submit date:2611221200 done date:2611221201 stat:DELIVRD err:000 text:x", &[]);
         let part = deliver(0x40, 8, &[5, 0, 3, 7, 2, 1, 0xd8, 0x3d], &[]);
-        let mut both = receipt.clone();
-        both.extend(part);
-        assert_eq!(read_pdus(&both), 2);
+        let mut all = receipt.clone();
+        all.extend(part);
+        all.extend(data_sm(0, 8, &[0x04, 0x24, 0, 4, 0xd8, 0x3d, 0xde, 0x42]));
+        assert_eq!(read_pdus(&all), 3);
     }
 
     /// Nasty inputs: none of them panics (the fuzz target checks the same property).
@@ -401,6 +490,9 @@ mod tests {
                 ],
             ),
             deliver(0, 0xf0, b"hello", &[]),
+            data_sm(0, 8, &[0x04, 0x24, 0, 4, 0xd8, 0x3d, 0xde, 0x42]),
+            data_sm(0x40, 0, &[0x04, 0x24, 0, 3, 5, 0, 3]),
+            data_sm(4, 0, &[0x00, 0x1e, 0, 2, b'1', 0, 0x04, 0x27, 0, 1, 2]),
             deliver(0, 0x08, b"odd", &[]),
         ];
         for input in &corpus {

@@ -156,9 +156,14 @@ impl Connector {
             .as_deref()
             .or(self.config.default_source.as_deref())
             .unwrap_or("");
+        let validity = submit::validity_period(
+            self.config.validity_period,
+            message.expires_at,
+            chrono::Utc::now(),
+        );
         let mut pdus = Vec::with_capacity(parts.len());
         for part in &parts {
-            match submit::submit_sm(&self.config, from, &message.to, part) {
+            match submit::submit_sm(&self.config, from, &message.to, part, &validity) {
                 Ok(pdu) => pdus.push(pdu),
                 Err(detail) => {
                     return SendOutcome::Permanent {

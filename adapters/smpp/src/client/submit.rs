@@ -1,5 +1,7 @@
 //! submit_sm PDUs for an outbound message: addresses with their TON and NPI, the parts of
-//! its text, registered_delivery; and command_status words for errors.
+//! its text, validity_period, registered_delivery; and command_status words for errors.
+
+use chrono::{DateTime, Utc};
 
 use rusmpp::CommandStatus;
 use rusmpp::pdus::SubmitSm;
@@ -10,8 +12,8 @@ use rusmpp::values::{
     ReplaceIfPresentFlag, ServiceType, Ton,
 };
 
-use crate::SmppConnectorConfig;
 use crate::concat::Part;
+use crate::{SmppConnectorConfig, SmppValidity, time};
 
 /// An address as (TON, NPI, digits or name): `+` numbers international/ISDN without the
 /// `+`, other digits unknown/ISDN, anything else alphanumeric; `ton`/`npi` override.
@@ -31,12 +33,31 @@ pub fn sme(address: &str, ton: Option<u8>, npi: Option<u8>) -> (u8, u8, String) 
     (ton.unwrap_or(t), npi.unwrap_or(n), a)
 }
 
+/// validity_period for a message that expires at `expires_at` (if ever), sent at `now`,
+/// in the connector's chosen form.
+pub fn validity_period(
+    form: SmppValidity,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> EmptyOrFullCOctetString<17> {
+    let field = match (form, expires_at) {
+        (SmppValidity::None, _) | (_, None) => return EmptyOrFullCOctetString::empty(),
+        (SmppValidity::Relative, Some(at)) => {
+            time::format_relative((at - now).to_std().unwrap_or_default())
+        }
+        (SmppValidity::Absolute, Some(at)) => time::format(at),
+    };
+    // Both forms are 16 ASCII characters, which the type always takes.
+    EmptyOrFullCOctetString::from_string(field).unwrap_or_else(|_| EmptyOrFullCOctetString::empty())
+}
+
 /// The submit_sm for one part of a message from `from` to `to`.
 pub fn submit_sm(
     config: &SmppConnectorConfig,
     from: &str,
     to: &str,
     part: &Part,
+    validity: &EmptyOrFullCOctetString<17>,
 ) -> Result<SubmitSm, String> {
     let (source_ton, source_npi, source) = sme(from, config.source_ton, config.source_npi);
     let (dest_ton, dest_npi, destination) = sme(to, config.destination_ton, config.destination_npi);
@@ -69,7 +90,7 @@ pub fn submit_sm(
         0,
         PriorityFlag::default(),
         EmptyOrFullCOctetString::empty(),
-        EmptyOrFullCOctetString::empty(),
+        validity.clone(),
         RegisteredDelivery::from(config.registered_delivery),
         ReplaceIfPresentFlag::default(),
         DataCoding::from(part.data_coding),
@@ -112,6 +133,27 @@ mod tests {
         assert_eq!(sme("12345", None, None), (0, 1, "12345".into()));
         assert_eq!(sme("ACME", None, None), (5, 0, "ACME".into()));
         assert_eq!(sme("+1", Some(2), Some(9)), (2, 9, "1".into()));
+    }
+
+    #[test]
+    fn validity_forms() {
+        use chrono::TimeZone;
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 6, 10, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let at = now + chrono::Duration::seconds(3 * 3600 + 30);
+        let field = |form, at| validity_period(form, at, now).to_string();
+        assert_eq!(field(SmppValidity::Relative, Some(at)), "000000030030000R");
+        assert_eq!(field(SmppValidity::Absolute, Some(at)), "261206130030000+");
+        assert_eq!(field(SmppValidity::None, Some(at)), "");
+        assert_eq!(field(SmppValidity::Relative, None), "");
+        // Already past when sent: the shortest period rather than none at all.
+        let past = now - chrono::Duration::seconds(5);
+        assert_eq!(
+            field(SmppValidity::Relative, Some(past)),
+            "000000000001000R"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@ pub mod accounts;
 pub mod deliver;
 pub mod session;
 pub mod submit;
-pub mod time;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

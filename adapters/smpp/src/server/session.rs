@@ -30,7 +30,7 @@ use crate::reassembly::Added;
 use crate::server::Shared;
 use crate::server::accounts::{Account, BindDecision, BindKind, QueueSlot};
 use crate::server::submit::{self, SubmitKind, SubmitRequest};
-use crate::server::time;
+use crate::time;
 
 /// Our system_id in bind responses.
 const SMSC_SYSTEM_ID: &str = "switchboard";

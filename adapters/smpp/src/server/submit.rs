@@ -15,7 +15,7 @@ use switchboard_model::text::Encoding;
 
 use crate::concat;
 use crate::reassembly::PartKey;
-use crate::server::time;
+use crate::time;
 
 /// An SME address with its TON and NPI.
 #[derive(Debug, Clone, PartialEq, Eq)]
