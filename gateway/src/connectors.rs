@@ -126,14 +126,6 @@ impl Connectors {
         self.by_name.is_empty()
     }
 
-    /// The channels that have at least one running connector.
-    pub fn channels(&self) -> Vec<switchboard_model::Channel> {
-        let mut channels: Vec<_> = self.iter().map(|c| c.adapter.channel()).collect();
-        channels.sort();
-        channels.dedup();
-        channels
-    }
-
     /// The view of one connector.
     pub fn view(&self, connector: &Connector) -> ConnectorView {
         let c = &connector.counters;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::Rng;
 use switchboard_adapter::{BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport};
+use switchboard_model::address::ALL_CHANNELS;
 use switchboard_model::{Address, Channel, Direction, Message};
 use switchboard_router::{AddressBook, Decision, RouteRequest, RouteTable};
 use switchboard_store::{AttemptResult, Claim, Claimed, Dispatch, Report, Store};
@@ -200,11 +201,6 @@ impl Reports for StoreReports {
 /// flight have finished and their outcomes are recorded.
 pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if state.connectors.is_empty() {
-            // No channel adapter runs: messages stay queued in the outbox until one does.
-            let _ = shutdown.wait_for(|stop| *stop).await;
-            return;
-        }
         let owner = format!("{}-{}", std::process::id(), uuid_like());
         let config = state.config.dispatch.clone();
         let decide = {
@@ -223,8 +219,13 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
             }
             // Register for the next commit before looking, so none is missed.
             let notified = changes.notified();
-            // No more than the connectors can start now: what is taken is `sending`.
-            let free = state.connectors.free_slots().min(config.batch as usize) as u32;
+            // No more than the connectors can start now: what is taken is `sending`. With
+            // no connector at all, every due message is taken, to fail with `no_route`.
+            let free = if state.connectors.is_empty() {
+                config.batch
+            } else {
+                state.connectors.free_slots().min(config.batch as usize) as u32
+            };
             if free == 0 {
                 tokio::select! {
                     _ = notified => {}
@@ -238,7 +239,10 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
                 owner: owner.clone(),
                 lease: Duration::from_secs(config.lease_seconds),
                 limit: free,
-                channels: state.connectors.channels(),
+                // Every channel, not only those with a connector: a route may send the
+                // message on through another channel, and one that no connector can
+                // send fails with `no_route` instead of waiting forever.
+                channels: ALL_CHANNELS.to_vec(),
                 decide: decide.clone(),
             };
             let claimed = match state.store.claim(claim).await {
@@ -262,7 +266,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
             if full {
                 continue;
             }
-            let wait = match state.store.next_due(&state.connectors.channels()).await {
+            let wait = match state.store.next_due(&ALL_CHANNELS).await {
                 Ok(Some(due)) => {
                     let now = Utc::now().timestamp_micros();
                     Duration::from_micros(u64::try_from(due - now).unwrap_or(0)).min(IDLE_POLL)

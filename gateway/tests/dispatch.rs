@@ -540,6 +540,36 @@ connector = "upstream-b"
 }
 
 #[tokio::test]
+async fn a_channel_without_a_connector_fails_with_no_route() {
+    // No connector at all: an SMS cannot go anywhere.
+    let gw = gateway("", vec![]).await;
+    let sms = gw.send(json!({"to": "+14155550100", "text": "x"})).await;
+    assert_eq!(gw.until(&sms, "failed").await["error"]["code"], "no_route");
+    gw.stop().await;
+
+    // An XMPP connector only: an SMS still fails, a message to a JID goes, and an SMS
+    // that a route rewrites to a JID goes through the XMPP connector.
+    let xmpp = TestAdapter::new("xmpp", Channel::Xmpp, vec![]);
+    let routes = r#"
+[[routes]]
+match = { to = "+1555*" }
+rewrite_to = "xmpp:alice@localhost"
+"#;
+    let gw = gateway(routes, vec![xmpp.clone()]).await;
+    let sms = gw.send(json!({"to": "+14155550100", "text": "x"})).await;
+    let jid = gw
+        .send(json!({"to": "xmpp:bob@localhost", "text": "x"}))
+        .await;
+    let rewritten = gw.send(json!({"to": "+15550001234", "text": "x"})).await;
+    assert_eq!(gw.until(&sms, "failed").await["error"]["code"], "no_route");
+    assert_eq!(gw.until(&jid, "sent").await["connector"], "xmpp");
+    let rewritten = gw.until(&rewritten, "sent").await;
+    assert_eq!(rewritten["to"], "xmpp:alice@localhost");
+    assert_eq!(rewritten["connector"], "xmpp");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_connector_never_has_more_in_flight_than_its_concurrency() {
     let mut adapter = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
     Arc::get_mut(&mut adapter).expect("unique").concurrency = 3;

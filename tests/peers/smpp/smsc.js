@@ -122,14 +122,21 @@ function encodeText(cmd) {
   return bytes;
 }
 
-function dataSm(cmd) {
-  const pdu = {
+// The SMPP address fields for cmd.from and cmd.to (`+` numbers as TON 1).
+function addresses(cmd) {
+  return {
     source_addr: cmd.from.replace(/^\+/, ''),
     source_addr_ton: cmd.from.startsWith('+') ? 1 : 0,
     source_addr_npi: 1,
     destination_addr: cmd.to.replace(/^\+/, ''),
     dest_addr_ton: cmd.to.startsWith('+') ? 1 : 0,
     dest_addr_npi: 1,
+  };
+}
+
+function dataSm(cmd) {
+  const pdu = {
+    ...addresses(cmd),
     esm_class: 0,
     data_coding: cmd.coding === 'ucs2' ? 8 : 3,
     message_payload: encodeText(cmd),
@@ -151,12 +158,7 @@ function deliver(cmd) {
     const piece = bytes.slice(i * per, (i + 1) * per);
     const udh = Buffer.from([5, 0, 3, reference, n, i + 1]);
     pdus.push({
-      source_addr: cmd.from.replace(/^\+/, ''),
-      source_addr_ton: cmd.from.startsWith('+') ? 1 : 0,
-      source_addr_npi: 1,
-      destination_addr: cmd.to.replace(/^\+/, ''),
-      dest_addr_ton: cmd.to.startsWith('+') ? 1 : 0,
-      dest_addr_npi: 1,
+      ...addresses(cmd),
       esm_class: n > 1 ? 0x40 : 0,
       data_coding: ucs2 ? 8 : 3,
       short_message: n > 1 ? Buffer.concat([udh, piece]) : piece,

@@ -10,6 +10,7 @@ use chrono::Utc;
 use rusmpp::pdus::{DataSm, DataSmResp, DeliverSm, DeliverSmResp};
 use rusmpp::tlvs::{Tlv, TlvValue};
 use rusmpp::types::COctetString;
+use rusmpp::values::{Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use switchboard_adapter::{Core, Inbound, IngestOutcome, StatusReport};
 use switchboard_model::Channel;
@@ -78,6 +79,15 @@ pub struct Delivery<'a> {
     pub tlvs: &'a [Tlv],
 }
 
+/// An address as the PDU gives it.
+fn sme(ton: Ton, npi: Npi, addr: &COctetString<1, 21>) -> SmeAddr {
+    SmeAddr {
+        ton: u8::from(ton),
+        npi: u8::from(npi),
+        addr: addr.as_str().to_owned(),
+    }
+}
+
 impl<'a> Delivery<'a> {
     /// A deliver_sm's contents.
     pub fn of_deliver_sm(pdu: &'a DeliverSm) -> Delivery<'a> {
@@ -85,16 +95,8 @@ impl<'a> Delivery<'a> {
             carrier: Carrier::DeliverSm,
             esm_class: u8::from(pdu.esm_class),
             data_coding: u8::from(pdu.data_coding),
-            source: SmeAddr {
-                ton: u8::from(pdu.source_addr_ton),
-                npi: u8::from(pdu.source_addr_npi),
-                addr: pdu.source_addr.as_str().to_owned(),
-            },
-            destination: SmeAddr {
-                ton: u8::from(pdu.dest_addr_ton),
-                npi: u8::from(pdu.dest_addr_npi),
-                addr: pdu.destination_addr.as_str().to_owned(),
-            },
+            source: sme(pdu.source_addr_ton, pdu.source_addr_npi, &pdu.source_addr),
+            destination: sme(pdu.dest_addr_ton, pdu.dest_addr_npi, &pdu.destination_addr),
             short_message: pdu.short_message().as_ref(),
             tlvs: pdu.tlvs(),
         }
@@ -106,16 +108,8 @@ impl<'a> Delivery<'a> {
             carrier: Carrier::DataSm,
             esm_class: u8::from(pdu.esm_class),
             data_coding: u8::from(pdu.data_coding),
-            source: SmeAddr {
-                ton: u8::from(pdu.source_addr_ton),
-                npi: u8::from(pdu.source_addr_npi),
-                addr: pdu.source_addr.as_str().to_owned(),
-            },
-            destination: SmeAddr {
-                ton: u8::from(pdu.dest_addr_ton),
-                npi: u8::from(pdu.dest_addr_npi),
-                addr: pdu.destination_addr.as_str().to_owned(),
-            },
+            source: sme(pdu.source_addr_ton, pdu.source_addr_npi, &pdu.source_addr),
+            destination: sme(pdu.dest_addr_ton, pdu.dest_addr_npi, &pdu.destination_addr),
             short_message: &[],
             tlvs: pdu.tlvs(),
         }
