@@ -133,7 +133,7 @@ impl Relay {
             )
         })?;
         let from = self
-            .sender(message.from.as_deref())
+            .sender(message)
             .map_err(|detail| permanent("invalid_address", detail))?;
         let message_id = format!("{}@{}", message.id, self.hostname);
         let mut builder = Mail::builder()
@@ -190,13 +190,22 @@ impl Relay {
         Ok((mail, message_id))
     }
 
-    /// The From mailbox: a mail address as it is; an SMS number as
+    /// The From mailbox: a mail address as it is, named `email.from_name` when the
+    /// message has it (a forwarded mail keeps its sender's name; an API caller may set
+    /// it); an SMS number as
     /// `<number>@<first sms domain>` named `from_name` (or the number); anything else,
     /// or nothing, as `default_from` named after the original sender.
-    fn sender(&self, from: Option<&str>) -> Result<Mailbox, String> {
-        let parsed = from.and_then(|f| Address::parse(f).ok());
+    fn sender(&self, message: &Message) -> Result<Mailbox, String> {
+        let parsed = message.from.as_deref().and_then(|f| Address::parse(f).ok());
         let (name, address) = match &parsed {
-            Some(a) if a.channel() == Channel::Email => (None, a.as_str().to_owned()),
+            Some(a) if a.channel() == Channel::Email => (
+                message
+                    .metadata
+                    .get("email.from_name")
+                    .filter(|n| !n.trim().is_empty())
+                    .cloned(),
+                a.as_str().to_owned(),
+            ),
             Some(a) if a.channel() == Channel::Sms => {
                 let domain = self
                     .config
@@ -462,6 +471,20 @@ mod tests {
         );
         let refused = relay.compose(&message(None, "not a mail address"), &[]);
         assert!(matches!(refused, Err(SendOutcome::Permanent { .. })));
+    }
+
+    #[test]
+    fn a_mail_sender_is_named_after_email_from_name() {
+        let relay = Relay::new(&config(""), "smtp://127.0.0.1:25").expect("relay");
+        let mut message = message(Some("jurgen@example.org"), "a@example.org");
+        message
+            .metadata
+            .insert("email.from_name".into(), "Jürgen Müller".into());
+        let mail = formatted(&relay, &message);
+        assert!(
+            mail.contains("From: =?utf-8?b?SsO8cmdlbiBNw7xsbGVy?= <jurgen@example.org>\r\n"),
+            "{mail}"
+        );
     }
 
     #[test]
