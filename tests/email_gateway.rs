@@ -783,3 +783,141 @@ fn a_dsn_to_the_verp_return_path_marks_the_message_undelivered() {
         .request("GET", "/v1/messages?direction=inbound", "");
     assert!(!list.contains("Undelivered Mail"), "{list}");
 }
+
+/// Every byte value, and then some: bytes no text encoding would carry as they are.
+fn binary_attachment() -> Vec<u8> {
+    (0..=255u8).chain([0, 13, 10, 46, 13, 10, 255]).collect()
+}
+
+#[test]
+fn an_api_message_with_attachments_goes_through_aiosmtpd_as_multipart_mixed() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path());
+    let setup = start(Some(&relay), "relay_starttls = \"never\"\n");
+    let pdf = binary_attachment();
+    let csv = "name;city\nJürgen;Köln\n";
+    let body = serde_json::json!({
+        "to": "bob@example.org",
+        "from": "support@mail.example.test",
+        "subject": "Rechnung 7",
+        "text": "Hallo Bob,\nanbei die Rechnung — schöne Grüße.\n",
+        "metadata": {"email.from_name": "Acme Support"},
+        "attachments": [
+            {"name": "Rechnung 7.pdf", "content_type": "application/pdf", "data": STANDARD.encode(&pdf)},
+            {"name": "liste.csv", "content_type": "text/csv; charset=utf-8", "data": STANDARD.encode(csv)}
+        ]
+    });
+    let sent = setup.post(&body.to_string());
+    let id = sent["id"].as_str().expect("id").to_owned();
+    assert_eq!(sent["attachments"][0]["size"], pdf.len());
+    let m = setup.message_when(&id, "it was sent", |m| m["status"] == "sent");
+    let message_id = format!("{id}@gw.example.test");
+    assert_eq!(m["upstream_id"], message_id.as_str());
+
+    let mail = relay.mail(1);
+    assert_eq!(mail["rcpt_tos"], serde_json::json!(["bob@example.org"]));
+    assert_eq!(mail["defects"], serde_json::json!([]));
+    let headers = &mail["headers"];
+    assert_eq!(headers["message-id"], format!("<{message_id}>").as_str());
+    assert_eq!(headers["from"], "Acme Support <support@mail.example.test>");
+    assert_eq!(headers["subject"], "Rechnung 7");
+    assert!(headers["date"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(
+        headers["content-type"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("multipart/mixed")),
+        "{headers}"
+    );
+    let raw = relay.raw(1);
+    assert!(raw.is_ascii(), "everything MIME-encoded on the wire: {raw}");
+    let parts = mail["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 3, "{mail}");
+    assert_eq!(parts[0]["content_type"], "text/plain");
+    assert_eq!(parts[0]["filename"], Value::Null);
+    assert_eq!(
+        parts[0]["text"].as_str().map(|t| t.replace("\r\n", "\n")),
+        Some("Hallo Bob,\nanbei die Rechnung — schöne Grüße.\n".to_owned())
+    );
+    for (part, (name, content_type, bytes)) in parts[1..].iter().zip([
+        ("Rechnung 7.pdf", "application/pdf", pdf.as_slice()),
+        ("liste.csv", "text/csv", csv.as_bytes()),
+    ]) {
+        assert_eq!(part["filename"], name, "{part}");
+        assert_eq!(part["content_type"], content_type, "{part}");
+        assert_eq!(part["transfer_encoding"], "base64", "{part}");
+        let decoded = STANDARD
+            .decode(part["base64"].as_str().expect("payload"))
+            .expect("base64");
+        assert_eq!(decoded, bytes, "{name}: the bytes as posted");
+    }
+}
+
+#[test]
+fn a_mail_with_an_attachment_forwarded_by_a_route_arrives_at_the_relay_with_it() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path());
+    let setup = start(
+        Some(&relay),
+        "relay_starttls = \"never\"\n\
+         [[routes]]\nmatch = { to = \"forward@mail.example.test\", direction = \"inbound\" }\n\
+         rewrite_to = \"carol@example.org\"\nconnector = \"email\"\n",
+    );
+    let file = dir.path().join("scan.bin");
+    let bytes = binary_attachment();
+    std::fs::write(&file, &bytes).expect("attachment");
+    let attach = format!("@{}", file.display());
+    let (code, out) = swaks(
+        &setup.smtp,
+        &[
+            "--from",
+            "jurgen@example.org",
+            "--to",
+            "forward@mail.example.test",
+            "--header",
+            "Subject: Der Scan",
+            "--header",
+            "From: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <jurgen@example.org>",
+            "--body",
+            "Bitte weiterleiten.",
+            "--attach-type",
+            "application/octet-stream",
+            "--attach-name",
+            "scan.bin",
+            "--attach",
+            &attach,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let mail = relay.mail(1);
+    assert_eq!(mail["rcpt_tos"], serde_json::json!(["carol@example.org"]));
+    assert_eq!(mail["defects"], serde_json::json!([]));
+    let headers = &mail["headers"];
+    assert_eq!(headers["subject"], "Der Scan");
+    assert_eq!(headers["from"], "Jürgen Müller <jurgen@example.org>");
+    let parts = mail["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 2, "{mail}");
+    assert_eq!(
+        parts[0]["text"].as_str().map(str::trim_end),
+        Some("Bitte weiterleiten.")
+    );
+    assert_eq!(parts[1]["filename"], "scan.bin");
+    assert_eq!(parts[1]["content_type"], "application/octet-stream");
+    let decoded = STANDARD
+        .decode(parts[1]["base64"].as_str().expect("payload"))
+        .expect("base64");
+    assert_eq!(decoded, bytes, "the attachment's bytes, as swaks sent them");
+
+    let list = setup.messages_to("carol%40example.org");
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["id"].as_str().expect("id");
+    let m = setup.message_when(id, "it was sent", |m| m["status"] == "sent");
+    assert_eq!(m["metadata"]["source"], "email");
+    assert_eq!(
+        headers["message-id"],
+        format!("<{id}@gw.example.test>").as_str()
+    );
+}

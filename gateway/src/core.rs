@@ -71,9 +71,11 @@ impl Submit for GatewaySubmit {
                 send_at: submission.send_at,
                 validity_seconds,
                 failover: None,
+                attachments: None,
             };
+            // An SMPP submission has no attachments: nothing to store beside it.
             let message = match build_message(state, &Caller(tenant.clone()), request, now) {
-                Ok(message) => message,
+                Ok((message, _)) => message,
                 Err(ApiError::Validation(summary, errors)) => {
                     let code = match errors.first().map(|e| e.field.as_str()) {
                         Some("to") | Some("from") => "invalid_address",

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
-use switchboard_adapter::{BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport};
+use switchboard_adapter::{
+    Adapter, BoxFuture, ConnectorState, OutboundAttachment, Reports, SendOutcome, StatusReport,
+};
 use switchboard_model::address::ALL_CHANNELS;
 use switchboard_model::{Address, Channel, Direction, Message};
 use switchboard_router::{AddressBook, Decision, RouteRequest, RouteTable};
@@ -305,7 +307,16 @@ async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
         }
     }
     connector.counters.attempts.fetch_add(1, Ordering::Relaxed);
-    let outcome = connector.adapter.send(&claimed.message).await;
+    let outcome = match attachments(state, connector.adapter.as_ref(), &claimed.message).await {
+        Ok(None) => connector.adapter.send(&claimed.message).await,
+        Ok(Some(parts)) => {
+            connector
+                .adapter
+                .send_with_attachments(&claimed.message, &parts)
+                .await
+        }
+        Err(outcome) => outcome,
+    };
     let counter = match &outcome {
         SendOutcome::Accepted { .. } => &connector.counters.accepted,
         SendOutcome::Transient { .. } => &connector.counters.retried,
@@ -325,6 +336,50 @@ async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The attachment bytes to send `message` with: `None` when it has none or `adapter`
+/// does not carry attachments (it sends the text alone); loaded from the store, where
+/// they were put under the message's id before the message itself (by the API or by
+/// ingest, for a forwarded or bridged message). Bytes that are not all there are a
+/// permanent `attachment_missing`; a store error is transient.
+async fn attachments(
+    state: &AppState,
+    adapter: &dyn Adapter,
+    message: &Message,
+) -> Result<Option<Vec<OutboundAttachment>>, SendOutcome> {
+    if message.attachments.is_empty() || !adapter.carries_attachments() {
+        return Ok(None);
+    }
+    let id = message.id.as_str();
+    let stored = state.store.attachments_of(id).await.map_err(|e| {
+        tracing::error!(error = %e, %id, "cannot read a message's attachments");
+        SendOutcome::Transient {
+            code: "store".into(),
+            detail: "the attachments could not be read".into(),
+            retry_after: None,
+        }
+    })?;
+    if stored.len() != message.attachments.len() {
+        return Err(SendOutcome::Permanent {
+            code: "attachment_missing".into(),
+            detail: format!(
+                "{} of the message's {} attachments are stored",
+                stored.len(),
+                message.attachments.len()
+            ),
+        });
+    }
+    Ok(Some(
+        stored
+            .into_iter()
+            .map(|a| OutboundAttachment {
+                name: a.name,
+                content_type: a.content_type,
+                data: a.data,
+            })
+            .collect(),
+    ))
 }
 
 /// A short random tag to tell dispatcher instances apart in leases.

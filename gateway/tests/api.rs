@@ -323,6 +323,158 @@ async fn idempotency_key_semantics() {
 }
 
 #[tokio::test]
+async fn attachments_for_email_are_stored_with_the_message() {
+    let api = api().await;
+    let body = json!({
+        "to": "bob@example.org",
+        "text": "the invoice",
+        "attachments": [
+            {"name": "invoice.pdf", "content_type": "application/pdf", "data": "JVBERgD/"},
+            {"name": "notes.txt", "data": ""}
+        ]
+    })
+    .to_string();
+    let (status, _, sent) = api.call(post(ACME, &body, Some("inv-1"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(
+        sent["attachments"],
+        json!([
+            {"name": "invoice.pdf", "content_type": "application/pdf", "size": 6},
+            {"name": "notes.txt", "content_type": "application/octet-stream", "size": 0}
+        ])
+    );
+    let id = sent["id"].as_str().expect("id");
+    let request = Request::get(format!("/v1/messages/{id}/attachments/0"))
+        .header(header::AUTHORIZATION, format!("Bearer {ACME}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = switchboard::api::app(api.state.clone())
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/pdf");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(bytes.as_ref(), &[0x25, 0x50, 0x44, 0x46, 0x00, 0xff]);
+    let stored = api.state.store.attachments_of(id).await.expect("store");
+    assert_eq!(stored.len(), 2);
+
+    // A repeat with the same key and body is the first message; its bytes stay, and
+    // the repeat leaves none of its own behind.
+    let (status, _, again) = api.call(post(ACME, &body, Some("inv-1"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again, sent);
+    assert_eq!(
+        api.state
+            .store
+            .attachments_of(id)
+            .await
+            .expect("store")
+            .len(),
+        2
+    );
+    let orphans: i64 = {
+        let pool = sqlx::SqlitePool::connect(&api.state.config.database.url)
+            .await
+            .expect("pool");
+        sqlx::query_scalar("SELECT COUNT(*) FROM attachments WHERE message_id <> ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+    };
+    assert_eq!(orphans, 0, "the repeat's bytes were removed");
+    // Another attachment under the same key is another body.
+    let other = body.replace("JVBERgD/", "JVBERgD+");
+    let (status, _, problem) = api.call(post(ACME, &other, Some("inv-1"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(fields(&problem), ["Idempotency-Key"]);
+}
+
+#[tokio::test]
+async fn bad_attachments_get_precise_problems() {
+    let api = api().await;
+    let attach = |to: &str, attachment: Value| {
+        json!({"to": to, "text": "x", "attachments": [attachment]}).to_string()
+    };
+    let good = json!({"name": "a.txt", "content_type": "text/plain", "data": "aGk="});
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            attach(
+                "bob@example.org",
+                json!({"name": "a.txt", "data": "not base64!"}),
+            ),
+            vec!["attachments[0].data"],
+        ),
+        (
+            attach("bob@example.org", json!({"name": "a.txt", "data": "aGk"})),
+            vec!["attachments[0].data"],
+        ),
+        (attach("+14155550100", good.clone()), vec!["attachments"]),
+        (
+            attach("sip:bob@example.org", good.clone()),
+            vec!["attachments"],
+        ),
+        (
+            attach("xmpp:bob@example.org", good.clone()),
+            vec!["attachments"],
+        ),
+        (
+            attach("bob@example.org", json!({"name": "", "data": "aGk="})),
+            vec!["attachments[0].name"],
+        ),
+        (
+            attach("bob@example.org", json!({"name": "a\nb", "data": "aGk="})),
+            vec!["attachments[0].name"],
+        ),
+        (
+            attach(
+                "bob@example.org",
+                json!({"name": "a", "content_type": "pdf", "data": "aGk="}),
+            ),
+            vec!["attachments[0].content_type"],
+        ),
+        (
+            attach(
+                "bob@example.org",
+                json!({"name": "a", "data": "aGk=", "size": 2}),
+            ),
+            vec!["attachments[0].size"],
+        ),
+        (
+            attach("bob@example.org", json!({"data": "aGk="})),
+            vec!["attachments[0].name"],
+        ),
+    ];
+    for (body, expected_fields) in cases {
+        let (status, problem) = api.post(ACME, &body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+        let mut got = fields(&problem);
+        got.sort();
+        assert_eq!(got, expected_fields, "{body}: {problem}");
+    }
+    // The base64 counts against [http] max_body_bytes (4096 here).
+    let big = attach(
+        "bob@example.org",
+        json!({"name": "big.bin", "data": "A".repeat(4096)}),
+    );
+    let (status, _, problem) = api.call(post(ACME, &big, None)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
+    // Nothing of that was stored.
+    let (_, list) = api.get(ACME, "/v1/messages").await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
 async fn cancel_only_while_queued() {
     let api = api().await;
     let (_, sent) = api

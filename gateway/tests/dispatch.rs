@@ -13,7 +13,9 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use switchboard::dispatch::StoreReports;
 use switchboard::state::AppState;
-use switchboard_adapter::{Adapter, BoxFuture, ConnectorState, Reports, SendOutcome, StatusReport};
+use switchboard_adapter::{
+    Adapter, BoxFuture, ConnectorState, OutboundAttachment, Reports, SendOutcome, StatusReport,
+};
 use switchboard_model::{Channel, Message, MessageStatus};
 use tower::ServiceExt;
 
@@ -43,6 +45,10 @@ struct TestAdapter {
     concurrency: usize,
     reports: Mutex<Option<Arc<dyn Reports>>>,
     counter: AtomicUsize,
+    /// Whether it says it carries attachments (as the email connector does).
+    carries: std::sync::atomic::AtomicBool,
+    /// The attachment bytes each `send_with_attachments` got, in order.
+    parts: Mutex<Vec<Vec<OutboundAttachment>>>,
 }
 
 impl TestAdapter {
@@ -58,6 +64,8 @@ impl TestAdapter {
             concurrency: 64,
             reports: Mutex::new(None),
             counter: AtomicUsize::new(0),
+            carries: std::sync::atomic::AtomicBool::new(false),
+            parts: Mutex::new(Vec::new()),
         })
     }
 
@@ -90,6 +98,19 @@ impl Adapter for TestAdapter {
 
     fn concurrency(&self) -> usize {
         self.concurrency
+    }
+
+    fn carries_attachments(&self) -> bool {
+        self.carries.load(Ordering::SeqCst)
+    }
+
+    fn send_with_attachments<'a>(
+        &'a self,
+        message: &'a Message,
+        attachments: &'a [OutboundAttachment],
+    ) -> BoxFuture<'a, SendOutcome> {
+        self.parts.lock().expect("lock").push(attachments.to_vec());
+        self.send(message)
     }
 
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, SendOutcome> {
@@ -1024,5 +1045,93 @@ rewrite_to = "xmpp:alice@localhost"
         ingest.receive(other).await.expect("ingest"),
         IngestOutcome::Received { .. }
     ));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_go_only_to_connectors_that_carry_them() {
+    use switchboard_adapter::{InboundAttachment, Ingest, IngestOutcome};
+    let email = TestAdapter::new("email", Channel::Email, vec![]);
+    email.carries.store(true, Ordering::SeqCst);
+    let sms = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    let gw = gateway("", vec![email.clone(), sms.clone()]).await;
+
+    // Through the API: the bytes as posted, with their names and types.
+    let id = gw
+        .send(json!({"to": "bob@example.org", "text": "see attached",
+            "attachments": [{"name": "a.bin", "content_type": "application/octet-stream", "data": "AAEC/w=="},
+                            {"name": "b.txt", "content_type": "text/plain", "data": "aGk="}]}))
+        .await;
+    gw.until(&id, "sent").await;
+    let parts = email.parts.lock().expect("lock").clone();
+    assert_eq!(
+        parts,
+        [vec![
+            OutboundAttachment {
+                name: Some("a.bin".into()),
+                content_type: "application/octet-stream".into(),
+                data: vec![0, 1, 2, 255],
+            },
+            OutboundAttachment {
+                name: Some("b.txt".into()),
+                content_type: "text/plain".into(),
+                data: b"hi".to_vec(),
+            },
+        ]]
+    );
+
+    // Bridged from SIP (a CPIM attachment) to a mail address: the bytes stored at
+    // ingest, under the forwarded message's id, go with it.
+    let ingest = switchboard::ingest::GatewayIngest(gw.state.clone());
+    let mut cpim = inbound(Channel::Sip, "sip:alice@example.org", "carol@example.org");
+    cpim.attachments = vec![InboundAttachment {
+        name: None,
+        content_type: "image/png".into(),
+        data: vec![0x89, b'P', b'N', b'G'],
+    }];
+    let IngestOutcome::Forwarded { id } = ingest.receive(cpim).await.expect("ingest") else {
+        panic!("not forwarded")
+    };
+    gw.until(&id, "sent").await;
+    let last = email.parts.lock().expect("lock").last().cloned();
+    assert_eq!(
+        last,
+        Some(vec![InboundAttachment {
+            name: None,
+            content_type: "image/png".into(),
+            data: vec![0x89, b'P', b'N', b'G'],
+        }])
+    );
+
+    // A mail with an attachment to an SMS number: SMS carries the text alone.
+    let mut mail = inbound(Channel::Email, "dave@example.org", "+14155550100");
+    mail.attachments = vec![InboundAttachment {
+        name: Some("x.pdf".into()),
+        content_type: "application/pdf".into(),
+        data: b"%PDF".to_vec(),
+    }];
+    let IngestOutcome::Forwarded { id } = ingest.receive(mail).await.expect("ingest") else {
+        panic!("not forwarded")
+    };
+    let sent = gw.until(&id, "sent").await;
+    assert_eq!(sent["attachments"][0]["name"], "x.pdf");
+    assert_eq!(sms.sent_to(), ["+14155550100"]);
+    assert_eq!(email.parts.lock().expect("lock").len(), 2);
+
+    // Bytes that are gone by the time it goes: failed, attachment_missing.
+    email.up.store(false, Ordering::SeqCst);
+    let id = gw
+        .send(json!({"to": "bob@example.org", "text": "lost",
+            "attachments": [{"name": "a.bin", "data": "AAEC"}]}))
+        .await;
+    gw.state
+        .store
+        .delete_attachments(&id)
+        .await
+        .expect("delete");
+    email.up.store(true, Ordering::SeqCst);
+    let failed = gw.until(&id, "failed").await;
+    assert_eq!(failed["error"]["code"], "attachment_missing", "{failed}");
+    assert_eq!(email.parts.lock().expect("lock").len(), 2);
     gw.stop().await;
 }

@@ -3,19 +3,22 @@
 //! RFC 5322 mail with a Message-ID of its own (`<message id>@<hostname>`, also its
 //! upstream id, so bounces find it), Date, From with a display name, threading headers
 //! from `email.in_reply_to` / `email.references`, and MIME encoding for non-ASCII.
+//! A message with attachments goes as `multipart/mixed`: the text part, then each
+//! attachment base64-encoded with its content type and file name (RFC 2231 for a
+//! non-ASCII name).
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message as Mail};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, Message as Mail, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
 use lettre::{AsyncTransport, Tokio1Executor};
-use switchboard_adapter::{Adapter, BoxFuture, SendOutcome};
+use switchboard_adapter::{Adapter, BoxFuture, OutboundAttachment, SendOutcome};
 use switchboard_model::{Address, Channel, Message};
 
 use crate::config::{EmailConfig, StartTlsPolicy};
@@ -112,8 +115,13 @@ impl Relay {
         Ok(builder.build())
     }
 
-    /// The mail for `message`, with its envelope and Message-ID (without brackets).
-    pub fn compose(&self, message: &Message) -> Result<(Mail, String), SendOutcome> {
+    /// The mail for `message` with `attachments` (their bytes, in order), with its
+    /// envelope and Message-ID (without brackets).
+    pub fn compose(
+        &self,
+        message: &Message,
+        attachments: &[OutboundAttachment],
+    ) -> Result<(Mail, String), SendOutcome> {
         let permanent = |code: &str, detail: String| SendOutcome::Permanent {
             code: code.to_owned(),
             detail,
@@ -125,7 +133,7 @@ impl Relay {
             )
         })?;
         let from = self
-            .sender(message.from.as_deref())
+            .sender(message)
             .map_err(|detail| permanent("invalid_address", detail))?;
         let message_id = format!("{}@{}", message.id, self.hostname);
         let mut builder = Mail::builder()
@@ -166,21 +174,38 @@ impl Relay {
         };
         let envelope = Envelope::new(Some(envelope_from), vec![to])
             .map_err(|e| permanent("invalid_address", e.to_string()))?;
-        let mail = builder
-            .envelope(envelope)
-            .header(ContentType::TEXT_PLAIN)
-            .body(message.text.clone())
-            .map_err(|e| permanent("invalid_message", e.to_string()))?;
+        let builder = builder.envelope(envelope);
+        let mail = if attachments.is_empty() {
+            builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(message.text.clone())
+        } else {
+            let mixed = attachments.iter().enumerate().fold(
+                MultiPart::mixed().singlepart(SinglePart::plain(message.text.clone())),
+                |mixed, (i, attachment)| mixed.singlepart(attachment_part(i, attachment)),
+            );
+            builder.multipart(mixed)
+        }
+        .map_err(|e| permanent("invalid_message", e.to_string()))?;
         Ok((mail, message_id))
     }
 
-    /// The From mailbox: a mail address as it is; an SMS number as
+    /// The From mailbox: a mail address as it is, named `email.from_name` when the
+    /// message has it (a forwarded mail keeps its sender's name; an API caller may set
+    /// it); an SMS number as
     /// `<number>@<first sms domain>` named `from_name` (or the number); anything else,
     /// or nothing, as `default_from` named after the original sender.
-    fn sender(&self, from: Option<&str>) -> Result<Mailbox, String> {
-        let parsed = from.and_then(|f| Address::parse(f).ok());
+    fn sender(&self, message: &Message) -> Result<Mailbox, String> {
+        let parsed = message.from.as_deref().and_then(|f| Address::parse(f).ok());
         let (name, address) = match &parsed {
-            Some(a) if a.channel() == Channel::Email => (None, a.as_str().to_owned()),
+            Some(a) if a.channel() == Channel::Email => (
+                message
+                    .metadata
+                    .get("email.from_name")
+                    .filter(|n| !n.trim().is_empty())
+                    .cloned(),
+                a.as_str().to_owned(),
+            ),
             Some(a) if a.channel() == Channel::Sms => {
                 let domain = self
                     .config
@@ -222,8 +247,12 @@ impl Relay {
         })
     }
 
-    async fn send_message(&self, message: &Message) -> SendOutcome {
-        let (mail, message_id) = match self.compose(message) {
+    async fn send_message(
+        &self,
+        message: &Message,
+        attachments: &[OutboundAttachment],
+    ) -> SendOutcome {
+        let (mail, message_id) = match self.compose(message, attachments) {
             Ok(composed) => composed,
             Err(outcome) => return outcome,
         };
@@ -249,6 +278,24 @@ impl Relay {
             Err(e) => outcome_of(&e),
         }
     }
+}
+
+/// Attachment `index` (0-based) as a MIME part: base64 (always, so the bytes arrive as
+/// they are, whatever they look like), its content type (`application/octet-stream` when it does not parse), and
+/// `Content-Disposition: attachment` with its file name, or `attachment-<n>` for a
+/// part that came without one.
+fn attachment_part(index: usize, attachment: &OutboundAttachment) -> SinglePart {
+    let content_type = ContentType::parse(&attachment.content_type)
+        .or_else(|_| ContentType::parse("application/octet-stream"))
+        .unwrap_or(ContentType::TEXT_PLAIN);
+    let name = attachment
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("attachment-{}", index + 1));
+    let data = attachment.data.clone();
+    let body =
+        Body::new_with_encoding(data, ContentTransferEncoding::Base64).unwrap_or_else(Body::new);
+    Attachment::new(name).body(body, content_type)
 }
 
 /// The send outcome for a relay error: 5xx is permanent with `"<code> <enhanced code>"`,
@@ -314,7 +361,19 @@ impl Adapter for Relay {
     }
 
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, SendOutcome> {
-        Box::pin(self.send_message(message))
+        Box::pin(self.send_message(message, &[]))
+    }
+
+    fn carries_attachments(&self) -> bool {
+        true
+    }
+
+    fn send_with_attachments<'a>(
+        &'a self,
+        message: &'a Message,
+        attachments: &'a [OutboundAttachment],
+    ) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(self.send_message(message, attachments))
     }
 
     fn concurrency(&self) -> usize {
@@ -362,7 +421,7 @@ mod tests {
     }
 
     fn formatted(relay: &Relay, message: &Message) -> String {
-        let (mail, id) = relay.compose(message).expect("composed");
+        let (mail, id) = relay.compose(message, &[]).expect("composed");
         assert_eq!(id, format!("{}@gw.example.test", message.id));
         String::from_utf8(mail.formatted()).expect("utf-8")
     }
@@ -382,7 +441,7 @@ mod tests {
         assert!(mail.contains("References: <m1@example.org>\r\n"), "{mail}");
         assert!(mail.contains("Subject: Message\r\n"), "{mail}");
         let (envelope_from, _) = relay
-            .compose(&message)
+            .compose(&message, &[])
             .map(|(m, _)| (m.envelope().from().map(ToString::to_string), ()))
             .expect("composed");
         assert_eq!(
@@ -410,8 +469,62 @@ mod tests {
             mail.contains("From: postmaster@mail.example.test\r\n"),
             "{mail}"
         );
-        let refused = relay.compose(&message(None, "not a mail address"));
+        let refused = relay.compose(&message(None, "not a mail address"), &[]);
         assert!(matches!(refused, Err(SendOutcome::Permanent { .. })));
+    }
+
+    #[test]
+    fn a_mail_sender_is_named_after_email_from_name() {
+        let relay = Relay::new(&config(""), "smtp://127.0.0.1:25").expect("relay");
+        let mut message = message(Some("jurgen@example.org"), "a@example.org");
+        message
+            .metadata
+            .insert("email.from_name".into(), "Jürgen Müller".into());
+        let mail = formatted(&relay, &message);
+        assert!(
+            mail.contains("From: =?utf-8?b?SsO8cmdlbiBNw7xsbGVy?= <jurgen@example.org>\r\n"),
+            "{mail}"
+        );
+    }
+
+    #[test]
+    fn attachments_go_as_multipart_mixed_in_base64_with_their_names() {
+        let relay = Relay::new(&config(""), "smtp://127.0.0.1:25").expect("relay");
+        let message = message(Some("support@mail.example.test"), "a@example.org");
+        let attachments = [
+            OutboundAttachment {
+                name: Some("Bericht ü.pdf".into()),
+                content_type: "application/pdf".into(),
+                data: vec![0x25, 0x50, 0x44, 0x46, 0x00, 0xff],
+            },
+            OutboundAttachment {
+                name: None,
+                content_type: "not a type".into(),
+                data: b"plain".to_vec(),
+            },
+        ];
+        let (mail, _) = relay.compose(&message, &attachments).expect("composed");
+        let mail = String::from_utf8(mail.formatted()).expect("utf-8");
+        assert!(mail.contains("Content-Type: multipart/mixed;"), "{mail}");
+        assert!(
+            mail.contains("Content-Type: text/plain; charset=utf-8"),
+            "{mail}"
+        );
+        assert!(mail.contains("Ja, gern."), "{mail}");
+        assert!(mail.contains("Content-Type: application/pdf\r\n"), "{mail}");
+        assert!(mail.contains("JVBERgD/"), "the PDF bytes in base64: {mail}");
+        // A non-ASCII name per RFC 2231.
+        assert!(mail.contains("filename*"), "{mail}");
+        assert!(
+            mail.contains("Content-Type: application/octet-stream\r\n"),
+            "{mail}"
+        );
+        assert!(mail.contains("filename=\"attachment-2\""), "{mail}");
+        assert!(
+            mail.contains("cGxhaW4="),
+            "ASCII bytes in base64 too: {mail}"
+        );
+        assert!(mail.is_ascii(), "{mail}");
     }
 
     #[test]

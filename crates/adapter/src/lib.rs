@@ -136,6 +136,27 @@ pub trait Adapter: Send + Sync {
     /// says what became of it. Never panics on the far side's behaviour.
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, SendOutcome>;
 
+    /// Whether this connector carries attachments (email). Only then does the dispatcher
+    /// load a message's attachment bytes from the store and call
+    /// [`Adapter::send_with_attachments`]; every other connector gets [`Adapter::send`]
+    /// and sends the text alone.
+    fn carries_attachments(&self) -> bool {
+        false
+    }
+
+    /// Sends one message with the bytes of its attachments, in the order of
+    /// `message.attachments` (one for each). Called instead of [`Adapter::send`] for a
+    /// message with attachments through a connector that [carries
+    /// them](Adapter::carries_attachments); by default the attachments are left out.
+    fn send_with_attachments<'a>(
+        &'a self,
+        message: &'a Message,
+        attachments: &'a [OutboundAttachment],
+    ) -> BoxFuture<'a, SendOutcome> {
+        let _ = attachments;
+        self.send(message)
+    }
+
     /// How many sends the dispatcher may have in flight on this connector at once.
     fn concurrency(&self) -> usize {
         64
@@ -174,7 +195,9 @@ pub struct Inbound {
     pub attachments: Vec<InboundAttachment>,
 }
 
-/// A MIME part of an inbound message that is not its text body.
+/// A MIME part of a message that is not its text body, with its bytes: what an inbound
+/// message brings in, and what an outbound one takes out through a connector that
+/// [carries attachments](Adapter::carries_attachments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundAttachment {
     /// The file name, when the sender gave one.
@@ -184,6 +207,10 @@ pub struct InboundAttachment {
     /// The bytes, decoded from their transfer encoding.
     pub data: Vec<u8>,
 }
+
+/// An attachment with its bytes, as handed to an adapter for sending (the same shape
+/// an inbound attachment arrives in).
+pub type OutboundAttachment = InboundAttachment;
 
 /// What the core did with an inbound message. Every outcome but `Refused` and `Unknown`
 /// is committed before it is returned, so the adapter may acknowledge it.

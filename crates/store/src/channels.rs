@@ -353,6 +353,41 @@ impl Store {
         }))
     }
 
+    /// Every attachment of message `id`, in order (for sending it). Fewer than the
+    /// message describes means bytes are missing.
+    pub async fn attachments_of(&self, id: &str) -> Result<Vec<AttachmentData>, StoreError> {
+        let rows: Vec<(Option<String>, String, Vec<u8>)> = on_pool!(&self.inner.pool, pool => {
+            sqlx::query_as(
+                "SELECT name, content_type, data FROM attachments \
+                 WHERE message_id = $1 ORDER BY idx",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(name, content_type, data)| AttachmentData {
+                name,
+                content_type,
+                data,
+            })
+            .collect())
+    }
+
+    /// Removes the attachment bytes stored for `message_id`: for bytes put ahead of a
+    /// message that was then not stored (an idempotent repeat answered with the first
+    /// message).
+    pub async fn delete_attachments(&self, message_id: &str) -> Result<(), StoreError> {
+        on_pool!(&self.inner.pool, pool => {
+            sqlx::query("DELETE FROM attachments WHERE message_id = $1")
+                .bind(message_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Replaces the text of the tenant's message `id` while it is still queued
     /// (SMPP `replace_sm`); its SMS encoding and segment count follow the new text.
     /// Answers like a cancel: `Canceled` means the text was replaced (the message stays

@@ -704,6 +704,38 @@ on_every_backend!(attachments_replace_and_bridges, |store: Store| async move {
             .expect("get")
             .is_none()
     );
+    // Every attachment of a message in order (for sending), and their removal.
+    let second = message("acme", "bob@example.org", "two files");
+    let second_id = second.id.to_string();
+    let parts = [
+        switchboard_store::AttachmentData {
+            name: Some("b.txt".into()),
+            content_type: "text/plain".into(),
+            data: b"b".to_vec(),
+        },
+        switchboard_store::AttachmentData {
+            name: None,
+            content_type: "image/png".into(),
+            data: vec![0x89, b'P'],
+        },
+    ];
+    store
+        .put_attachments(&second_id, &parts)
+        .await
+        .expect("attachments");
+    assert_eq!(
+        store.attachments_of(&second_id).await.expect("all"),
+        parts.to_vec()
+    );
+    store.delete_attachments(&second_id).await.expect("delete");
+    assert!(
+        store
+            .attachments_of(&second_id)
+            .await
+            .expect("all")
+            .is_empty()
+    );
+    assert_eq!(store.attachments_of(&id).await.expect("all").len(), 1);
 
     // Replaced while queued, with the SMS details of the new text.
     let outcome = store

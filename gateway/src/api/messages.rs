@@ -6,11 +6,17 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use switchboard_model::{Address, Channel, Direction, FailoverStep, Message, MessageStatus};
-use switchboard_store::{CancelOutcome, IdempotencyKey, InsertOutcome, ListQuery, NewMessage};
+use switchboard_model::{
+    Address, Attachment, Channel, Direction, FailoverStep, Message, MessageStatus,
+};
+use switchboard_store::{
+    AttachmentData, CancelOutcome, IdempotencyKey, InsertOutcome, ListQuery, NewMessage,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
@@ -45,6 +51,25 @@ pub struct SendMessage {
     pub validity_seconds: Option<u64>,
     /// Where to try next when this destination does not work.
     pub failover: Option<Vec<FailoverRequest>>,
+    /// Files to send with the text (email only: the mail goes as `multipart/mixed`).
+    /// Their base64 counts against `[http] max_body_bytes` with the rest of the body.
+    pub attachments: Option<Vec<AttachmentRequest>>,
+}
+
+/// One attachment of a request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRequest {
+    /// The file name (1 to 255 characters, no control characters).
+    #[schema(example = "invoice.pdf")]
+    pub name: String,
+    /// The MIME type, `type/subtype` with optional parameters; `application/octet-stream`
+    /// when left out.
+    #[schema(example = "application/pdf")]
+    pub content_type: Option<String>,
+    /// The bytes, base64 (RFC 4648, with padding).
+    #[schema(example = "JVBERi0xLjQK")]
+    pub data: String,
 }
 
 /// One failover step of a request.
@@ -98,6 +123,8 @@ pub struct ListParams {
 const MAX_CLIENT_REF: usize = 128;
 const MAX_METADATA: usize = 32;
 const MAX_FAILOVER: usize = 5;
+const MAX_ATTACHMENTS: usize = 16;
+const MAX_ATTACHMENT_NAME: usize = 255;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
@@ -129,13 +156,87 @@ fn parse_address(
         .ok()
 }
 
-/// Checks a send request and turns it into a queued message.
+/// Whether `value` is a MIME type: `type/subtype` of token characters, then optional
+/// `; parameter` parts.
+fn is_mime_type(value: &str) -> bool {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    value.is_ascii()
+        && !value.bytes().any(|b| b.is_ascii_control())
+        && essence
+            .split_once('/')
+            .is_some_and(|(kind, sub)| token(kind) && token(sub))
+}
+
+/// Checks the attachments of a request for a message on `channel`: their bytes, in
+/// order, described as the message will describe them.
+fn check_attachments(
+    requests: Vec<AttachmentRequest>,
+    channel: Option<Channel>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<AttachmentData> {
+    if requests.is_empty() {
+        return Vec::new();
+    }
+    if let Some(channel) = channel
+        && channel != Channel::Email
+    {
+        errors.push(FieldError::new(
+            "attachments",
+            format!("only email carries attachments; this message goes by {channel}"),
+        ));
+    }
+    if requests.len() > MAX_ATTACHMENTS {
+        errors.push(FieldError::new(
+            "attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    let mut parts = Vec::new();
+    for (i, request) in requests.into_iter().enumerate() {
+        let chars = request.name.chars().count();
+        if chars == 0 || chars > MAX_ATTACHMENT_NAME || request.name.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                format!("attachments[{i}].name"),
+                format!("1 to {MAX_ATTACHMENT_NAME} characters, no control characters"),
+            ));
+        }
+        let content_type = request
+            .content_type
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        if !is_mime_type(&content_type) {
+            errors.push(FieldError::new(
+                format!("attachments[{i}].content_type"),
+                "a MIME type: type/subtype, optionally with parameters",
+            ));
+        }
+        match STANDARD.decode(request.data.as_bytes()) {
+            Ok(data) => parts.push(AttachmentData {
+                name: Some(request.name),
+                content_type,
+                data,
+            }),
+            Err(e) => errors.push(FieldError::new(
+                format!("attachments[{i}].data"),
+                format!("not base64: {e}"),
+            )),
+        }
+    }
+    parts
+}
+
+/// Checks a send request and turns it into a queued message, with the bytes of its
+/// attachments (to be stored under the message's id before the message).
 pub(crate) fn build_message(
     state: &AppState,
     caller: &Caller,
     request: SendMessage,
     now: DateTime<Utc>,
-) -> Result<Message, ApiError> {
+) -> Result<(Message, Vec<AttachmentData>), ApiError> {
     let limits = &state.config.messages;
     let mut errors = Vec::new();
     let channel = parse_channel("channel", request.channel.as_deref(), &mut errors);
@@ -255,6 +356,11 @@ pub(crate) fn build_message(
             });
         }
     }
+    let attachments = check_attachments(
+        request.attachments.unwrap_or_default(),
+        channel,
+        &mut errors,
+    );
     let (Some(to), Some(channel), true) = (to, channel, errors.is_empty()) else {
         return Err(ApiError::Validation(FieldError::summary(&errors), errors));
     };
@@ -277,7 +383,15 @@ pub(crate) fn build_message(
     message.failover = failover;
     message.send_at = start;
     message.expires_at = expires_at;
-    Ok(message)
+    message.attachments = attachments
+        .iter()
+        .map(|a| Attachment {
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size: u64::try_from(a.data.len()).unwrap_or(u64::MAX),
+        })
+        .collect();
+    Ok((message, attachments))
 }
 
 /// Takes the `Idempotency-Key` header, if any.
@@ -368,7 +482,7 @@ pub async fn send(
     // Stored times have microsecond precision; answer with what GET will show.
     let now = Utc::now();
     let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    let message = build_message(&state, &caller, body.value, now)?;
+    let (message, attachments) = build_message(&state, &caller, body.value, now)?;
     let response = serde_json::to_string(&message).map_err(|e| ApiError::Internal(e.into()))?;
     let _guard = match &key {
         Some(key) => {
@@ -393,6 +507,9 @@ pub async fn send(
     });
     let id = message.id.to_string();
     let channel = message.channel;
+    // The bytes are committed before the message that refers to them (which the
+    // dispatcher may take as soon as it is committed), both before the 202.
+    state.store.put_attachments(&id, &attachments).await?;
     let outcome = state
         .store
         .insert_message(NewMessage {
@@ -400,8 +517,15 @@ pub async fn send(
             enqueue: true,
             idempotency,
         })
-        .await?;
-    match outcome {
+        .await;
+    if !attachments.is_empty() && !matches!(outcome, Ok(InsertOutcome::Created)) {
+        // A repeat answered with the first message, or no message: these bytes are
+        // nobody's.
+        if let Err(e) = state.store.delete_attachments(&id).await {
+            tracing::warn!(error = %e, %id, "cannot remove the attachments of a message not stored");
+        }
+    }
+    match outcome? {
         InsertOutcome::Created => {
             state.metrics.message_accepted(channel);
             Ok(accepted(response, &id))
