@@ -41,7 +41,8 @@ pub fn put_padded(buf: &mut BytesMut, n: u64, width: usize) {
 pub struct BodyTemplate {
     /// `{"to":"<prefix>`
     head: Vec<u8>,
-    width: usize,
+    /// The counter's width in `to`; `None` for a fixed destination.
+    width: Option<usize>,
     /// `","text":"…","client_ref":"bench-`
     mid: Vec<u8>,
     /// `"}` or `","channel":"…"}`
@@ -54,7 +55,17 @@ fn json_string(s: &str) -> String {
 }
 
 impl BodyTemplate {
+    /// Bodies to `<to_prefix><n>`, a new destination each.
     pub fn new(to_prefix: &str, text: &str, channel: Option<&str>) -> Self {
+        Self::with_to(to_prefix, Some(counter_width(to_prefix)), text, channel)
+    }
+
+    /// Bodies all to `to` (a JID, a SIP URI, a mailbox: one receiver for the whole run).
+    pub fn fixed(to: &str, text: &str, channel: Option<&str>) -> Self {
+        Self::with_to(to, None, text, channel)
+    }
+
+    fn with_to(to_prefix: &str, width: Option<usize>, text: &str, channel: Option<&str>) -> Self {
         let prefix = json_string(to_prefix);
         // Everything but the closing quote: the counter goes inside the string.
         let prefix_open = &prefix[..prefix.len() - 1];
@@ -67,7 +78,7 @@ impl BodyTemplate {
         .into_bytes();
         Self {
             head,
-            width: counter_width(to_prefix),
+            width,
             mid,
             tail,
         }
@@ -79,7 +90,9 @@ impl BodyTemplate {
         buf.clear();
         buf.reserve(self.head.len() + self.mid.len() + self.tail.len() + 40);
         buf.put_slice(&self.head);
-        put_padded(buf, n, self.width);
+        if let Some(width) = self.width {
+            put_padded(buf, n, width);
+        }
         buf.put_slice(&self.mid);
         put_padded(buf, n, 0);
         buf.put_slice(&self.tail);
@@ -90,6 +103,15 @@ impl BodyTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_destination_keeps_the_counter_in_client_ref() {
+        let t = BodyTemplate::fixed("xmpp:alice@localhost", "hi", None);
+        let body = t.body(7, &mut BytesMut::new());
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["to"], "xmpp:alice@localhost");
+        assert_eq!(v["client_ref"], "bench-7");
+    }
 
     #[test]
     fn pads_to_eleven_digits() {

@@ -41,6 +41,10 @@ pub struct Cli {
     #[arg(long, default_value = "+1555", allow_hyphen_values = true)]
     pub to_prefix: String,
 
+    /// One destination for every request (a JID, SIP URI or mailbox with one receiver), instead of --to-prefix.
+    #[arg(long, conflicts_with = "to_prefix")]
+    pub to: Option<String>,
+
     /// Message text.
     #[arg(long, default_value = "Benchmark message")]
     pub text: String,
@@ -89,6 +93,7 @@ impl Cli {
             load,
             warmup: self.warmup.unwrap_or(default_warmup),
             to_prefix: self.to_prefix.clone(),
+            to: self.to.clone(),
             text: self.text.clone(),
             channel: self.channel.clone(),
             idempotency: self.idempotency,

@@ -54,6 +54,8 @@ pub struct Config {
     pub warmup: Duration,
     /// Destinations are this followed by a zero-padded counter.
     pub to_prefix: String,
+    /// One destination for every request instead (`to_prefix` is then unused).
+    pub to: Option<String>,
     pub text: String,
     /// Added to the body as `"channel"`.
     pub channel: Option<String>,
@@ -73,6 +75,7 @@ impl Config {
             load: Load::Duration(Duration::from_secs(10)),
             warmup: Duration::from_secs(2),
             to_prefix: "+1555".into(),
+            to: None,
             text: "Benchmark message".into(),
             channel: None,
             idempotency: false,
@@ -562,7 +565,10 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         host: target.authority,
         auth,
         content_type: HeaderValue::from_static("application/json"),
-        template: BodyTemplate::new(&config.to_prefix, &config.text, config.channel.as_deref()),
+        template: match &config.to {
+            Some(to) => BodyTemplate::fixed(to, &config.text, config.channel.as_deref()),
+            None => BodyTemplate::new(&config.to_prefix, &config.text, config.channel.as_deref()),
+        },
         idempotency_prefix: config.idempotency.then(|| Bytes::from(run_id())),
         timeout: config.timeout,
         measure_start,

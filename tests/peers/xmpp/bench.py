@@ -4,7 +4,8 @@ Starts its own Prosody (tests/peers/xmpp/prosody.cfg.lua in a temporary director
 the given switchboard binary with the component configured, logs a slixmpp user in, and
 measures:
 
-  outbound  POST /v1/messages (8 HTTP/1.1 keep-alive connections) -> component ->
+  outbound  POST /v1/messages (8 HTTP/1.1 keep-alive connections in Python, or 50 from
+            `switchboard-bench` with --poster) -> component ->
             Prosody -> the user's client: from the first POST to the last message
             received by the client;
   inbound   the client -> Prosody -> component -> committed: N messages with XEP-0184
@@ -12,6 +13,7 @@ measures:
             written only after the commit).
 
 Usage: bench.py --switchboard target/release/switchboard [--count 5000]
+                [--poster target/release/switchboard-bench]
 """
 
 import argparse
@@ -51,6 +53,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--switchboard", required=True)
     parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--poster", help="post the outbound leg with this switchboard-bench "
+                        "binary (50 connections) instead of 8 Python threads")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="xmpp-bench-")
     procs = []
@@ -78,7 +82,7 @@ url = "sqlite://{tmp}/switchboard.db"
 [[tenants]]
 id = "acme"
 api_keys = ["{KEY}"]
-addresses = ["+15550100"]
+addresses = ["+15550100", "xmpp:bench@sms.localhost"]
 [xmpp]
 component = "sms.localhost"
 server = "127.0.0.1:{comp}"
@@ -144,12 +148,20 @@ tenant = "acme"
                 if r.status != 202:
                     sys.exit(f"POST answered {r.status}")
 
-        threads = [threading.Thread(target=post, args=(k * n // 8, (k + 1) * n // 8))
-                   for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        if args.poster:
+            r = subprocess.run([args.poster, "--url", f"http://127.0.0.1:{http_port}",
+                                "--api-key", KEY, "--to", "xmpp:alice@localhost",
+                                "--requests", str(n), "--concurrency", "50", "--text", "bench"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"the poster failed: {r.stdout}{r.stderr}")
+        else:
+            threads = [threading.Thread(target=post, args=(k * n // 8, (k + 1) * n // 8))
+                       for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         accepted = time.monotonic() - start
         got = event("got")
         total = time.monotonic() - start
