@@ -175,11 +175,7 @@ pub async fn receive(state: &AppState, inbound: Inbound) -> Result<IngestOutcome
     message.attachments = inbound
         .attachments
         .iter()
-        .map(|a| Attachment {
-            name: a.name.clone(),
-            content_type: a.content_type.clone(),
-            size: u64::try_from(a.data.len()).unwrap_or(u64::MAX),
-        })
+        .map(|a| Attachment::of(a.name.as_deref(), &a.content_type, &a.data))
         .collect();
     if let Some(first) = message.events.iter_mut().flatten().next() {
         first.detail = Some(detail);

@@ -106,6 +106,17 @@ pub struct Attachment {
     pub size: u64,
 }
 
+impl Attachment {
+    /// The description of the bytes `data` named `name`, of type `content_type`.
+    pub fn of(name: Option<&str>, content_type: &str, data: &[u8]) -> Attachment {
+        Attachment {
+            name: name.map(str::to_owned),
+            content_type: content_type.to_owned(),
+            size: u64::try_from(data.len()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// One step of a failover plan: where to try next when the current attempt does not work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

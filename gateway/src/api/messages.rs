@@ -385,11 +385,7 @@ pub(crate) fn build_message(
     message.expires_at = expires_at;
     message.attachments = attachments
         .iter()
-        .map(|a| Attachment {
-            name: a.name.clone(),
-            content_type: a.content_type.clone(),
-            size: u64::try_from(a.data.len()).unwrap_or(u64::MAX),
-        })
+        .map(|a| Attachment::of(a.name.as_deref(), &a.content_type, &a.data))
         .collect();
     Ok((message, attachments))
 }
