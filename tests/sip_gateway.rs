@@ -167,6 +167,91 @@ fn sipsak_messages_are_stored_and_announced() {
     }
 }
 
+/// The `realm` of each `WWW-Authenticate` of a response.
+fn realms(response: &str) -> Vec<String> {
+    response
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .filter_map(|l| l.split("realm=\"").nth(1))
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn each_tenant_challenges_with_its_own_realm_and_users() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // acme and beta each guard their addresses with their own users; gamma has no table
+    // and [sip.auth] has no users of its own, so anyone may send to gamma. sipsak reads
+    // only the first challenge and knows only MD5.
+    let (gateway, addr) = start(
+        dir.path(),
+        "[sip.auth]\nalgorithms = [\"MD5\"]\n\
+         [[sip.auth.tenants]]\ntenant = \"acme\"\n\
+         users = [{ username = \"alice\", password = \"acme-pw\" }]\n\
+         [[sip.auth.tenants]]\ntenant = \"beta\"\nrealm = \"beta.example.test\"\n\
+         users = [{ username = \"bob\", password = \"beta-pw\" }]\n\
+         [[tenants]]\nid = \"beta\"\napi_keys = [\"sk_sip_beta\"]\n\
+         addresses = [\"sip:sales@gw.example.test\"]\n\
+         [[tenants]]\nid = \"gamma\"\napi_keys = [\"sk_sip_gamma\"]\n\
+         addresses = [\"sip:open@gw.example.test\"]\n",
+    );
+    let support = format!("sip:support@{addr}");
+    let sales = format!("sip:sales@{addr}");
+    let open = format!("sip:open@{addr}");
+
+    // A MESSAGE without credentials is challenged in the realm of the tenant it is for.
+    for (uri, realm) in [
+        (&support, "acme@gw.example.test"),
+        (&sales, "beta.example.test"),
+    ] {
+        let answer = udp_exchange(
+            addr,
+            message(uri, &format!("z9hG4bK{realm}"), "", "text/plain", "x").as_bytes(),
+        );
+        assert_eq!(status_of(&answer), 401, "{answer}");
+        assert_eq!(realms(&answer), [realm], "{answer}");
+    }
+
+    let send = |uri: &str, name: &str, credentials: &[&str]| {
+        let file = request_file(
+            dir.path(),
+            name,
+            &sipsak_request(uri, &format!("{name}@example.org"), name),
+        );
+        let path = file.to_str().expect("path");
+        let mut args = vec!["-f", path, "-s", uri];
+        args.extend_from_slice(credentials);
+        sipsak(&args)
+    };
+    let (code, out) = send(&support, "alice-to-acme", &["-u", "alice", "-a", "acme-pw"]);
+    assert_eq!(code, 0, "acme's user sends to acme:\n{out}");
+    let (code, out) = send(&sales, "alice-to-beta", &["-u", "alice", "-a", "acme-pw"]);
+    assert_ne!(code, 0, "acme's user may not send to beta:\n{out}");
+    assert!(out.contains("401"), "{out}");
+    let (code, out) = send(&sales, "bob-to-beta", &["-u", "bob", "-a", "beta-pw"]);
+    assert_eq!(code, 0, "beta's user sends to beta:\n{out}");
+    let (code, out) = send(&support, "bob-to-acme", &["-u", "bob", "-a", "beta-pw"]);
+    assert_ne!(code, 0, "beta's user may not send to acme:\n{out}");
+    let (code, out) = send(&open, "anyone-to-gamma", &[]);
+    assert_eq!(code, 0, "gamma has no table:\n{out}");
+
+    // Each tenant holds exactly what its own users sent.
+    let texts = |key: &str| -> Vec<String> {
+        let (status, body) = gateway.request_as(key, "GET", "/v1/messages?direction=inbound", "");
+        assert_eq!(status, 200, "{body}");
+        json(&body)["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|m| m["text"].as_str().expect("text").to_owned())
+            .collect()
+    };
+    assert_eq!(texts(KEY), ["alice-to-acme"]);
+    assert_eq!(texts("sk_sip_beta"), ["bob-to-beta"]);
+    assert_eq!(texts("sk_sip_gamma"), ["anyone-to-gamma"]);
+}
+
 #[test]
 fn bad_input_leaves_the_gateway_healthy() {
     use std::io::{Read, Write};

@@ -686,6 +686,12 @@ fn check(config: &Config, errors: &mut Vec<ConfigError>) {
     let mut problems = config.smpp.problems();
     if let Some(sip) = &config.sip {
         errors.extend(unknown_tenant("sip.tenant".into(), &sip.tenant));
+        for (i, table) in sip.auth.iter().flat_map(|a| a.tenants.iter()).enumerate() {
+            errors.extend(unknown_tenant(
+                format!("sip.auth.tenants[{i}].tenant"),
+                &table.tenant,
+            ));
+        }
         problems.extend(sip.problems());
     }
     if let Some(xmpp) = &config.xmpp {

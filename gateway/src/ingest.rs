@@ -20,9 +20,11 @@ impl Ingest for GatewayIngest {
     }
 
     fn accepts(&self, channel: Channel, tenant: &str, to: &str) -> bool {
-        let Ok(to) = Address::parse(to) else {
-            return false;
-        };
+        self.owner(channel, tenant, to).is_some()
+    }
+
+    fn owner(&self, channel: Channel, tenant: &str, to: &str) -> Option<String> {
+        let to = Address::parse(to).ok()?;
         let request = RouteRequest {
             direction: Direction::Inbound,
             tenant,
@@ -30,10 +32,10 @@ impl Ingest for GatewayIngest {
             to: &to,
             arrived_on: Some(channel),
         };
-        matches!(
-            self.0.routes.decide(&request, self.0.tenants.as_ref()),
-            Decision::Receive { .. } | Decision::Send { .. }
-        )
+        match self.0.routes.decide(&request, self.0.tenants.as_ref()) {
+            Decision::Receive { tenant, .. } | Decision::Send { tenant, .. } => Some(tenant),
+            _ => None,
+        }
     }
 }
 

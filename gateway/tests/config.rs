@@ -80,6 +80,11 @@ listen = "127.0.0.1:5060"
 domain = "gw.example.test"
 tenant = "ghost"
 
+[[sip.auth.tenants]]
+tenant = "phantom"
+realm = "gw.example.test"
+users = []
+
 [[routes]]
 match = { to = "+1*" }
 connector = "missing"
@@ -105,6 +110,9 @@ on = true
         "smpp.connectors[0].tenant",
         "smpp.connectors[0].address",
         "sip.tenant",
+        "sip.auth.tenants[0].tenant",
+        "sip.auth.tenants[0].realm",
+        "sip.auth.tenants[0].users",
         "routes[0].connector",
         "routes[1]",
         "telemetry",

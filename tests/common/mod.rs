@@ -85,6 +85,11 @@ impl Gateway {
 
     /// One request on a fresh connection: the status and the body.
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.request_as(&self.key, method, path, body)
+    }
+
+    /// One request with another tenant's API key.
+    pub fn request_as(&self, key: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -94,7 +99,7 @@ impl Gateway {
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
-            self.key,
+            key,
             body.len()
         )
         .expect("write");

@@ -51,18 +51,58 @@ pub struct SipConfig {
     pub concurrency: usize,
 }
 
-/// `[sip.auth]`: digest authentication of inbound senders.
+/// `[sip.auth]`: digest authentication of inbound senders. `users` guard every MESSAGE
+/// whose tenant has no table of its own in `tenants`; with no `users`, only the tenants
+/// listed are guarded.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipAuthConfig {
-    /// The realm named in challenges (usually the domain).
-    pub realm: String,
-    /// Who may send.
+    /// The realm named in challenges (the domain when not set).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Who may send to a tenant without a table of its own.
+    #[serde(default)]
     pub users: Vec<SipUser>,
     /// The digest algorithms offered in a `401`, in order of preference: `SHA-256`,
     /// `MD5` (one `WWW-Authenticate` each). Some clients read only the first.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
+    /// `[[sip.auth.tenants]]`: a realm and users of one tenant, for MESSAGEs to the
+    /// addresses it owns (or that a route takes on its behalf).
+    #[serde(default)]
+    pub tenants: Vec<SipTenantAuth>,
+}
+
+/// `[[sip.auth.tenants]]`: who may send to one tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTenantAuth {
+    /// The tenant id.
+    pub tenant: String,
+    /// The realm of its challenges (`<tenant>@<domain>` when not set).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Who may send to it.
+    pub users: Vec<SipUser>,
+    /// The algorithms offered (those of `[sip.auth]` when not set).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+}
+
+impl SipAuthConfig {
+    /// The realm of the challenges for tenants without a table of their own.
+    pub fn realm_or(&self, domain: &str) -> String {
+        self.realm.clone().unwrap_or_else(|| domain.to_owned())
+    }
+}
+
+impl SipTenantAuth {
+    /// The realm of this tenant's challenges.
+    pub fn realm_or(&self, domain: &str) -> String {
+        self.realm
+            .clone()
+            .unwrap_or_else(|| format!("{}@{domain}", self.tenant))
+    }
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -112,6 +152,88 @@ fn default_concurrency() -> usize {
     256
 }
 
+/// What is wrong in `[sip.auth]`.
+fn auth_problems(auth: &SipAuthConfig, domain: &str, problems: &mut Vec<ConfigProblem>) {
+    if auth.realm.as_deref() == Some("") {
+        problems.push(ConfigProblem::new(
+            "sip.auth.realm",
+            "leave it out to use the domain",
+        ));
+    }
+    if auth.users.is_empty() && auth.tenants.is_empty() {
+        problems.push(ConfigProblem::new(
+            "sip.auth.users",
+            "at least one user is needed (here or in [[sip.auth.tenants]])",
+        ));
+    }
+    algorithm_problems("sip.auth.algorithms", &auth.algorithms, problems);
+    user_problems("sip.auth.users", &auth.users, problems);
+    let mut realms = vec![auth.realm_or(domain)];
+    for (i, table) in auth.tenants.iter().enumerate() {
+        let key = format!("sip.auth.tenants[{i}]");
+        if auth.tenants[..i].iter().any(|t| t.tenant == table.tenant) {
+            problems.push(ConfigProblem::new(
+                format!("{key}.tenant"),
+                format!("tenant {:?} has a table already", table.tenant),
+            ));
+        }
+        let realm = table.realm_or(domain);
+        if realm.is_empty() {
+            problems.push(ConfigProblem::new(
+                format!("{key}.realm"),
+                "leave it out to use <tenant>@<domain>",
+            ));
+        } else if realms.contains(&realm) {
+            problems.push(ConfigProblem::new(
+                format!("{key}.realm"),
+                format!("realm {realm:?} is used already: a sender could not tell which credentials to answer with"),
+            ));
+        }
+        realms.push(realm);
+        if table.users.is_empty() {
+            problems.push(ConfigProblem::new(
+                format!("{key}.users"),
+                "at least one user is needed",
+            ));
+        }
+        user_problems(&format!("{key}.users"), &table.users, problems);
+        if let Some(algorithms) = &table.algorithms {
+            algorithm_problems(&format!("{key}.algorithms"), algorithms, problems);
+        }
+    }
+}
+
+fn algorithm_problems(key: &str, algorithms: &[String], problems: &mut Vec<ConfigProblem>) {
+    if algorithms.is_empty() {
+        problems.push(ConfigProblem::new(
+            key,
+            "at least one of SHA-256 and MD5 is needed",
+        ));
+    }
+    for (i, algorithm) in algorithms.iter().enumerate() {
+        if !["SHA-256", "MD5"]
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(algorithm))
+        {
+            problems.push(ConfigProblem::new(
+                format!("{key}[{i}]"),
+                "expected SHA-256 or MD5",
+            ));
+        }
+    }
+}
+
+fn user_problems(key: &str, users: &[SipUser], problems: &mut Vec<ConfigProblem>) {
+    for (i, user) in users.iter().enumerate() {
+        if user.username.is_empty() {
+            problems.push(ConfigProblem::new(
+                format!("{key}[{i}].username"),
+                "a user name is needed",
+            ));
+        }
+    }
+}
+
 impl SipConfig {
     /// Timer T1.
     pub fn t1(&self) -> Duration {
@@ -156,40 +278,7 @@ impl SipConfig {
             ));
         }
         if let Some(auth) = &self.auth {
-            if auth.realm.is_empty() {
-                problems.push(ConfigProblem::new("sip.auth.realm", "a realm is needed"));
-            }
-            if auth.users.is_empty() {
-                problems.push(ConfigProblem::new(
-                    "sip.auth.users",
-                    "at least one user is needed",
-                ));
-            }
-            if auth.algorithms.is_empty() {
-                problems.push(ConfigProblem::new(
-                    "sip.auth.algorithms",
-                    "at least one of SHA-256 and MD5 is needed",
-                ));
-            }
-            for (i, algorithm) in auth.algorithms.iter().enumerate() {
-                if !["SHA-256", "MD5"]
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(algorithm))
-                {
-                    problems.push(ConfigProblem::new(
-                        format!("sip.auth.algorithms[{i}]"),
-                        "expected SHA-256 or MD5",
-                    ));
-                }
-            }
-            for (i, user) in auth.users.iter().enumerate() {
-                if user.username.is_empty() {
-                    problems.push(ConfigProblem::new(
-                        format!("sip.auth.users[{i}].username"),
-                        "a user name is needed",
-                    ));
-                }
-            }
+            auth_problems(auth, &self.domain, &mut problems);
         }
         if self.t1_ms == 0 {
             problems.push(ConfigProblem::new("sip.t1_ms", "must be at least 1"));

@@ -239,6 +239,11 @@ impl Verifier {
         }
     }
 
+    /// The realm of this verifier's challenges.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
     fn nonce_at(&self, secs: u64) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.secret);
@@ -268,8 +273,10 @@ impl Verifier {
             .collect()
     }
 
-    /// Checks an `Authorization` value of a request with `method`.
-    pub fn check(&self, authorization: Option<&str>, method: &str) -> Verdict {
+    /// Checks an `Authorization` value of a request with `method` to `request_uri` (as
+    /// written on the request line: the digest `uri` must repeat it, RFC 2617 section
+    /// 3.2.2.5, so an answer cannot be replayed on a request to another address).
+    pub fn check(&self, authorization: Option<&str>, method: &str, request_uri: &str) -> Verdict {
         let Some(params) = authorization.and_then(parse_params) else {
             return Verdict::Bad;
         };
@@ -291,7 +298,7 @@ impl Verifier {
         let Some(password) = self.users.get(username) else {
             return Verdict::Bad;
         };
-        if realm != self.realm {
+        if realm != self.realm || uri != request_uri {
             return Verdict::Bad;
         }
         // The nonce must be one of ours.
@@ -382,20 +389,44 @@ mod tests {
         for value in verifier.challenges(false) {
             let challenge = Challenge::parse(&value).expect("challenge");
             let good = challenge.answer("MESSAGE", "sip:bob@gw", "alice", "secret", "c1");
-            assert_eq!(verifier.check(Some(&good), "MESSAGE"), Verdict::Good);
+            assert_eq!(
+                verifier.check(Some(&good), "MESSAGE", "sip:bob@gw"),
+                Verdict::Good
+            );
             let bad = challenge.answer("MESSAGE", "sip:bob@gw", "alice", "wrong", "c1");
-            assert_eq!(verifier.check(Some(&bad), "MESSAGE"), Verdict::Bad);
+            assert_eq!(
+                verifier.check(Some(&bad), "MESSAGE", "sip:bob@gw"),
+                Verdict::Bad
+            );
             let other = challenge.answer("MESSAGE", "sip:bob@gw", "mallory", "secret", "c1");
-            assert_eq!(verifier.check(Some(&other), "MESSAGE"), Verdict::Bad);
+            assert_eq!(
+                verifier.check(Some(&other), "MESSAGE", "sip:bob@gw"),
+                Verdict::Bad
+            );
+            // Good credentials for one Request-URI do not open another.
+            assert_eq!(
+                verifier.check(Some(&good), "MESSAGE", "sip:eve@gw"),
+                Verdict::Bad
+            );
+            // Nor do they open another realm's verifier.
+            let elsewhere = Verifier::new(
+                "other",
+                vec![challenge.algorithm],
+                [("alice".into(), "secret".into())],
+            );
+            assert_eq!(
+                elsewhere.check(Some(&good), "MESSAGE", "sip:bob@gw"),
+                Verdict::Bad
+            );
         }
-        assert_eq!(verifier.check(None, "MESSAGE"), Verdict::Bad);
+        assert_eq!(verifier.check(None, "MESSAGE", "x"), Verdict::Bad);
         assert_eq!(
-            verifier.check(Some("Digest garbage"), "MESSAGE"),
+            verifier.check(Some("Digest garbage"), "MESSAGE", "x"),
             Verdict::Bad
         );
         let forged =
             "Digest username=\"alice\", realm=\"gw\", nonce=\"1.00\", uri=\"x\", response=\"y\"";
-        assert_eq!(verifier.check(Some(forged), "MESSAGE"), Verdict::Bad);
+        assert_eq!(verifier.check(Some(forged), "MESSAGE", "x"), Verdict::Bad);
     }
 
     #[test]

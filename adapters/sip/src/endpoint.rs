@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::auth::Guards;
 use crate::config::SipConfig;
-use crate::digest::{Algorithm, Verifier};
 use crate::transaction::ServerTransactions;
 use crate::wire::{self, Incoming, WireError};
 
@@ -67,7 +67,7 @@ pub struct Endpoint {
     /// The core's handles, once the service runs.
     pub core: OnceLock<Core>,
     /// Inbound digest authentication, when configured.
-    pub verifier: Option<Verifier>,
+    pub guards: Option<Guards>,
     handlers: Arc<Semaphore>,
     tcp_connections: Arc<Semaphore>,
     udp_loop: OnceLock<()>,
@@ -81,18 +81,6 @@ impl Endpoint {
         let local = udp
             .local_addr()
             .map_err(|e| format!("cannot read the SIP address: {e}"))?;
-        let verifier = config.auth.as_ref().map(|auth| {
-            Verifier::new(
-                &auth.realm,
-                auth.algorithms
-                    .iter()
-                    .filter_map(|a| Algorithm::parse(a))
-                    .collect(),
-                auth.users
-                    .iter()
-                    .map(|u| (u.username.clone(), u.password.clone())),
-            )
-        });
         Ok(Endpoint {
             config: config.clone(),
             local,
@@ -103,7 +91,7 @@ impl Endpoint {
             client_transactions: Mutex::new(HashMap::new()),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             core: OnceLock::new(),
-            verifier,
+            guards: Guards::new(config),
             handlers: Arc::new(Semaphore::new(MAX_HANDLERS)),
             tcp_connections: Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS)),
             udp_loop: OnceLock::new(),

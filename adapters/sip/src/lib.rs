@@ -6,6 +6,7 @@
 //! ([`wire`]); the non-INVITE transactions (timers E, F, J) are our own
 //! ([`transaction`], [`client`]).
 
+mod auth;
 mod body;
 mod client;
 mod config;

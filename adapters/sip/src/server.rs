@@ -131,21 +131,42 @@ async fn answer(endpoint: &Endpoint, request: &Request, reply: &Reply) -> Answer
         );
         return Answer::new(413);
     }
-    if let Some(verifier) = &endpoint.verifier {
-        let verdict = verifier.check(request.authorization.as_deref(), &request.method);
-        if verdict != Verdict::Good {
-            if request.authorization.is_some() {
-                tracing::info!(
-                    call_id,
-                    ?verdict,
-                    "sip: digest credentials refused, answered 401"
-                );
+    let Some(core) = endpoint.core.get() else {
+        return Answer::new(503).with("Retry-After", "5");
+    };
+    let Some(to) = destination(&request.uri, &endpoint.config.domain, endpoint.local.ip()) else {
+        tracing::info!(call_id, uri = %request.uri, "sip: Request-URI not a SIP address, answered 416");
+        return Answer::new(416);
+    };
+    if let Some(guards) = &endpoint.guards {
+        let owner = if guards.per_tenant() {
+            core.ingest
+                .owner(Channel::Sip, &endpoint.config.tenant, &to)
+        } else {
+            None
+        };
+        if let Some(verifier) = guards.for_tenant(owner.as_deref()) {
+            let verdict = verifier.check(
+                request.authorization.as_deref(),
+                &request.method,
+                &request.uri_text,
+            );
+            if verdict != Verdict::Good {
+                if request.authorization.is_some() {
+                    tracing::info!(
+                        call_id,
+                        %to,
+                        realm = verifier.realm(),
+                        ?verdict,
+                        "sip: digest credentials refused, answered 401"
+                    );
+                }
+                let mut answer = Answer::new(401);
+                for challenge in verifier.challenges(verdict == Verdict::Stale) {
+                    answer = answer.with("WWW-Authenticate", challenge);
+                }
+                return answer;
             }
-            let mut answer = Answer::new(401);
-            for challenge in verifier.challenges(verdict == Verdict::Stale) {
-                answer = answer.with("WWW-Authenticate", challenge);
-            }
-            return answer;
         }
     }
     let content = match body::decode(request.content_type.as_deref(), &request.body) {
@@ -154,13 +175,6 @@ async fn answer(endpoint: &Endpoint, request: &Request, reply: &Reply) -> Answer
             tracing::info!(call_id, content_type = %kind, "sip: content type refused, answered 415");
             return Answer::new(415).with("Accept", body::ACCEPT);
         }
-    };
-    let Some(core) = endpoint.core.get() else {
-        return Answer::new(503).with("Retry-After", "5");
-    };
-    let Some(to) = destination(&request.uri, &endpoint.config.domain, endpoint.local.ip()) else {
-        tracing::info!(call_id, uri = %request.uri, "sip: Request-URI not a SIP address, answered 416");
-        return Answer::new(416);
     };
     let mut metadata = vec![
         ("sip.call_id".to_owned(), request.echo.call_id.clone()),

@@ -67,6 +67,8 @@ pub struct Request {
     pub method: String,
     /// The Request-URI.
     pub uri: rsip::Uri,
+    /// The Request-URI as written on the request line (what a digest `uri` repeats).
+    pub uri_text: String,
     /// What a response copies.
     pub echo: Echo,
     /// The `branch` of the top `Via`.
@@ -309,6 +311,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, WireError> {
     Ok(Incoming::Request(Box::new(Request {
         method,
         uri: rsip_uri,
+        uri_text: request_uri_text(&bytes[..head_end]),
         branch,
         from_uri,
         from_tag,
@@ -319,6 +322,15 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, WireError> {
         body: body.to_vec(),
         echo,
     })))
+}
+
+/// The Request-URI of a request line that [`looks_like_request_line`].
+fn request_uri_text(head: &[u8]) -> String {
+    let line = &head[..find(head, b"\r\n").unwrap_or(head.len())];
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    parts.next();
+    parts.next().unwrap_or_default().to_owned()
 }
 
 /// `METHOD SP anything SP SIP/2.0` on the first line.

@@ -248,4 +248,11 @@ pub trait Ingest: Send + Sync {
     /// or a route or bridge sends it on. Stores nothing; for refusing early (SMTP at
     /// RCPT, an XMPP `item-not-found`).
     fn accepts(&self, channel: Channel, tenant: &str, to: &str) -> bool;
+
+    /// The tenant a message arriving as in [`accepts`](Ingest::accepts) would belong to:
+    /// the owner of `to`, or the tenant a route takes it on for. None when it would not
+    /// be taken. For choosing whose credentials to ask for before reading a message.
+    fn owner(&self, channel: Channel, tenant: &str, to: &str) -> Option<String> {
+        self.accepts(channel, tenant, to).then(|| tenant.to_owned())
+    }
 }
