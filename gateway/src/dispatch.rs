@@ -20,8 +20,8 @@ use switchboard_adapter::{
 use switchboard_model::address::ALL_CHANNELS;
 use switchboard_model::{Address, Channel, Direction, Message};
 use switchboard_router::{AddressBook, Decision, RouteRequest, RouteTable};
-use switchboard_store::{AttemptResult, Claim, Claimed, Dispatch, Report, Store};
-use tokio::sync::watch;
+use switchboard_store::{AttemptResult, Claim, Claimed, Dispatch, Handoff, Intake, Report, Store};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::DispatchConfig;
@@ -199,8 +199,21 @@ impl Reports for StoreReports {
     }
 }
 
+/// What the dispatcher waited for.
+enum Woken {
+    /// A message handed off by the store, or the store's intake closed (`None`).
+    Handed(Option<Handoff>),
+    /// Anything else: look at the outbox again.
+    Look,
+}
+
 /// Starts the dispatcher; it stops when `shutdown` turns true, after the sends in
 /// flight have finished and their outcomes are recorded.
+///
+/// New messages reach it two ways: handed off by the store in the transaction that
+/// stores them (see [`Intake`]: no claim, no second read), which is how most do; and
+/// claimed from the outbox, for the rest (scheduled, retried, waiting for a connector
+/// that was down or busy, left by an instance that stopped).
 pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let owner = format!("{}-{}", std::process::id(), uuid_like());
@@ -213,14 +226,37 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
             );
             Arc::new(move |m: &Message| decide(&routes, &tenants, &connectors, m))
         };
-        let changes = state.store.changes();
+        let lease = Duration::from_secs(config.lease_seconds);
+        let (sink, mut handed) = mpsc::unbounded_channel();
+        state.store.set_intake(Some(Intake {
+            owner: owner.clone(),
+            lease,
+            // Every channel, not only those with a connector: a route may send the
+            // message on through another channel.
+            channels: ALL_CHANNELS.to_vec(),
+            decide: decide.clone(),
+            sink,
+        }));
+        let changes = state.store.outbox_changes();
         let mut in_flight = JoinSet::new();
+        let mut intake_open = true;
+        let start = |in_flight: &mut JoinSet<()>, handoff: Handoff| match handoff {
+            Handoff::Take(claimed) => {
+                let (state, config) = (state.clone(), config.clone());
+                in_flight.spawn(async move { send(&state, &config, *claimed).await });
+            }
+            Handoff::Drop(id) => drop(state.connectors.take_held(&id)),
+        };
         loop {
             if *shutdown.borrow() {
                 break;
             }
             // Register for the next commit before looking, so none is missed.
             let notified = changes.notified();
+            while let Ok(handoff) = handed.try_recv() {
+                start(&mut in_flight, handoff);
+            }
+            while in_flight.try_join_next().is_some() {}
             // No more than the connectors can start now: what is taken is `sending`. With
             // no connector at all, every due message is taken, to fail with `no_route`.
             let free = if state.connectors.is_empty() {
@@ -228,58 +264,77 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
             } else {
                 state.connectors.free_slots().min(config.batch as usize) as u32
             };
-            if free == 0 {
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = shutdown.changed() => {}
-                }
-                while in_flight.try_join_next().is_some() {}
-                continue;
-            }
-            let claim = Claim {
-                owner: owner.clone(),
-                lease: Duration::from_secs(config.lease_seconds),
-                limit: free,
-                // Every channel, not only those with a connector: a route may send the
-                // message on through another channel, and one that no connector can
-                // send fails with `no_route` instead of waiting forever.
-                channels: ALL_CHANNELS.to_vec(),
-                decide: decide.clone(),
-            };
-            let claimed = match state.store.claim(claim).await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot take work from the outbox");
-                    tokio::select! {
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = shutdown.changed() => {}
+            let wait = if free == 0 {
+                // A send that ends frees a slot.
+                IDLE_POLL
+            } else {
+                let claim = Claim {
+                    owner: owner.clone(),
+                    lease,
+                    limit: free,
+                    // Every channel, not only those with a connector: a route may send
+                    // the message on through another channel, and one that no connector
+                    // can send fails with `no_route` instead of waiting forever.
+                    channels: ALL_CHANNELS.to_vec(),
+                    decide: decide.clone(),
+                };
+                let claimed = match state.store.claim(claim).await {
+                    Ok(claimed) => claimed,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot take work from the outbox");
+                        tokio::select! {
+                            _ = tokio::time::sleep(IDLE_POLL) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
                     }
+                };
+                let full = claimed.len() as u32 >= free;
+                for claimed in claimed {
+                    start(&mut in_flight, Handoff::Take(Box::new(claimed)));
+                }
+                if full {
                     continue;
                 }
-            };
-            let full = claimed.len() as u32 >= free;
-            for claimed in claimed {
-                let state = state.clone();
-                let config = config.clone();
-                in_flight.spawn(async move { send(&state, &config, claimed).await });
-            }
-            while in_flight.try_join_next().is_some() {}
-            if full {
-                continue;
-            }
-            let wait = match state.store.next_due(&ALL_CHANNELS).await {
-                Ok(Some(due)) => {
-                    let now = Utc::now().timestamp_micros();
-                    Duration::from_micros(u64::try_from(due - now).unwrap_or(0)).min(IDLE_POLL)
+                match state.store.next_due(&ALL_CHANNELS).await {
+                    Ok(Some(due)) => {
+                        let now = Utc::now().timestamp_micros();
+                        Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
+                            .min(IDLE_POLL)
+                            .max(Duration::from_millis(1))
+                    }
+                    _ => IDLE_POLL,
                 }
-                _ => IDLE_POLL,
             };
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
-                _ = shutdown.changed() => {}
+            let woken = tokio::select! {
+                handoff = handed.recv(), if intake_open => Woken::Handed(handoff),
+                _ = notified => Woken::Look,
+                _ = in_flight.join_next(), if !in_flight.is_empty() => Woken::Look,
+                _ = tokio::time::sleep(wait) => Woken::Look,
+                _ = shutdown.changed() => Woken::Look,
+            };
+            match woken {
+                Woken::Handed(Some(handoff)) => start(&mut in_flight, handoff),
+                // Another dispatcher of this store took the intake over.
+                Woken::Handed(None) => intake_open = false,
+                Woken::Look => {}
             }
+        }
+        // Stop taking hand-offs; once a write issued after that is answered, every
+        // hand-off still to come is in the channel.
+        state.store.set_intake(None);
+        let barrier = Claim {
+            owner,
+            lease,
+            limit: 0,
+            channels: Vec::new(),
+            decide,
+        };
+        if let Err(e) = state.store.claim(barrier).await {
+            tracing::warn!(error = %e, "cannot confirm the last hand-offs; their leases will run out");
+        }
+        while let Ok(handoff) = handed.try_recv() {
+            start(&mut in_flight, handoff);
         }
         while in_flight.join_next().await.is_some() {}
     })
@@ -294,7 +349,7 @@ async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
         return;
     };
     let id = claimed.message.id.to_string();
-    let _permit = match state.connectors.take_held(&id) {
+    let permit = match state.connectors.take_held(&id) {
         Some(permit) => permit,
         None => match connector.permits.clone().acquire_owned().await {
             Ok(permit) => permit,
@@ -317,6 +372,9 @@ async fn send(state: &AppState, config: &DispatchConfig, claimed: Claimed) {
         }
         Err(outcome) => outcome,
     };
+    // The send slot is the adapter's: free it now, not once the outcome is committed,
+    // or the connector's window would wait on the store's commits as well.
+    drop(permit);
     let counter = match &outcome {
         SendOutcome::Accepted { .. } => &connector.counters.accepted,
         SendOutcome::Transient { .. } => &connector.counters.retried,

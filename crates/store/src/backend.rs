@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
@@ -11,14 +11,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use switchboard_model::address::ALL_CHANNELS;
 use switchboard_model::{Channel, Message, MessageId};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::listing::{Bind, ListQuery};
 use crate::rows::{EventRow, MessageRow};
 use crate::writer::{
-    self, AttemptResult, CancelOutcome, Claim, Claimed, InsertOutcome, NewMessage, Report,
-    ReportOutcome, WriteOp,
+    self, AttemptResult, CancelOutcome, Claim, Claimed, InsertOutcome, Intake, NewMessage, Report,
+    ReportOutcome, Signals, WriteOp,
 };
 use crate::{StoreError, StoreOptions};
 
@@ -44,8 +45,7 @@ pub(crate) use on_pool;
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
     writes: mpsc::Sender<WriteOp>,
-    commits: Arc<AtomicU64>,
-    changes: Arc<Notify>,
+    signals: Signals,
 }
 
 /// Durable storage: messages, their events, idempotency keys and the outbox.
@@ -88,25 +88,22 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
-        let commits = Arc::new(AtomicU64::new(0));
-        let changes = Arc::new(Notify::new());
+        let signals = Signals::default();
         if let Pool::Postgres(pg) = &pool {
-            tokio::spawn(listen(pg.clone(), changes.clone()));
+            tokio::spawn(listen(pg.clone(), signals.clone()));
         }
         start_writer(
             writer_connect,
             queue,
             options.max_batch.max(1),
-            commits.clone(),
-            changes.clone(),
+            signals.clone(),
         )
         .await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 pool,
                 writes,
-                commits,
-                changes,
+                signals,
             }),
         })
     }
@@ -152,7 +149,25 @@ impl Store {
 
     /// Notified after every commit of the writer: workers wait on it instead of polling.
     pub fn changes(&self) -> Arc<Notify> {
-        self.inner.changes.clone()
+        self.inner.signals.changes.clone()
+    }
+
+    /// Notified after a commit that left outbox work for a claim (a message not handed
+    /// off, a retry or a deferral scheduled), and after commits of other instances.
+    pub fn outbox_changes(&self) -> Arc<Notify> {
+        self.inner.signals.outbox.clone()
+    }
+
+    /// Hands new messages straight to a dispatcher from now on (see [`Intake`]), or,
+    /// with `None`, no more. Once a write issued after this call is answered, no
+    /// hand-off to the previous intake is still to come.
+    pub fn set_intake(&self, intake: Option<Intake>) {
+        *self
+            .inner
+            .signals
+            .intake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = intake;
     }
 
     /// The earliest time an outbox row of a message to one of `channels` (those with a
@@ -161,24 +176,30 @@ impl Store {
         if channels.is_empty() {
             return Ok(None);
         }
+        // A leased row's `due_at` is the end of its lease.
+        let every = ALL_CHANNELS.iter().all(|c| channels.contains(c));
         let (due,): (Option<i64>,) = on_pool!(&self.inner.pool, pool => {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT MIN(COALESCE(o.lease_until, o.due_at)) FROM outbox o \
-                 JOIN messages m ON m.id = o.message_id WHERE m.channel IN (",
-            );
-            let mut list = q.separated(", ");
-            for channel in channels {
-                list.push_bind(channel.as_str());
+            if every {
+                sqlx::query_as("SELECT MIN(due_at) FROM outbox").fetch_one(pool).await?
+            } else {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT MIN(o.due_at) FROM outbox o \
+                     JOIN messages m ON m.id = o.message_id WHERE m.channel IN (",
+                );
+                let mut list = q.separated(", ");
+                for channel in channels {
+                    list.push_bind(channel.as_str());
+                }
+                q.push(")");
+                q.build_query_as().fetch_one(pool).await?
             }
-            q.push(")");
-            q.build_query_as().fetch_one(pool).await?
         });
         Ok(due)
     }
 
     /// Transactions the writer has committed since the store opened.
     pub fn commit_count(&self) -> u64 {
-        self.inner.commits.load(Ordering::Relaxed)
+        self.inner.signals.commits.load(Ordering::Relaxed)
     }
 
     /// Messages waiting in the outbox (due or not).
@@ -327,8 +348,7 @@ async fn start_writer(
     connect: WriterConnect,
     queue: mpsc::Receiver<WriteOp>,
     max_batch: usize,
-    commits: Arc<AtomicU64>,
-    changes: Arc<Notify>,
+    signals: Signals,
 ) -> Result<(), StoreError> {
     let (ready, started) = oneshot::channel();
     std::thread::Builder::new()
@@ -364,7 +384,7 @@ async fn start_writer(
                 match pool {
                     Ok(pool) => {
                         let _ = ready.send(Ok(()));
-                        writer::run(pool, queue, max_batch, commits, changes).await;
+                        writer::run(pool, queue, max_batch, signals).await;
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e.into()));
@@ -378,7 +398,7 @@ async fn start_writer(
 
 /// Turns commits of other gateway instances on the same PostgreSQL database (announced
 /// with NOTIFY) into wake-ups of this one's workers. Reconnects when the connection drops.
-async fn listen(pool: PgPool, changes: Arc<Notify>) {
+async fn listen(pool: PgPool, signals: Signals) {
     let mut delay = Duration::from_millis(200);
     loop {
         let listened: Result<std::convert::Infallible, sqlx::Error> = async {
@@ -386,7 +406,8 @@ async fn listen(pool: PgPool, changes: Arc<Notify>) {
             listener.listen(writer::CHANGES_CHANNEL).await?;
             loop {
                 listener.recv().await?;
-                changes.notify_waiters();
+                signals.changes.notify_waiters();
+                signals.outbox.notify_waiters();
             }
         }
         .await;

@@ -26,8 +26,8 @@ pub use webhooks::{
     Subscription,
 };
 pub use writer::{
-    AttemptResult, CancelOutcome, Claim, Claimed, Decide, Dispatch, IdempotencyKey, InsertOutcome,
-    NewMessage, Report, ReportOutcome,
+    AttemptResult, CancelOutcome, Claim, Claimed, Decide, Dispatch, Handoff, IdempotencyKey,
+    InsertOutcome, Intake, NewMessage, Report, ReportOutcome,
 };
 
 /// Tuning for [`Store::open`].

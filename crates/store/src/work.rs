@@ -88,6 +88,14 @@ impl Work {
             && self.early_done.is_empty()
     }
 
+    /// Whether what it decided leaves outbox work for a claim: a send or failover
+    /// deadline scheduled, or a message deferred.
+    pub fn leaves_for_claim(&self) -> bool {
+        self.outbox
+            .values()
+            .any(|op| matches!(op, OutboxOp::Schedule { .. } | OutboxOp::Defer { .. }))
+    }
+
     /// Moves message `id` to `status`, recording the event; false (and nothing
     /// changes) when the lifecycle does not allow it.
     fn change(&mut self, id: &str, status: MessageStatus, at: i64, detail: Option<String>) -> bool {

@@ -2,20 +2,21 @@
 //! in one transaction, commits once, then answers each.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
-use switchboard_model::{Channel, Message, MessageStatus};
+use switchboard_model::address::ALL_CHANNELS;
+use switchboard_model::{Channel, Message, MessageStatus, StatusEvent};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::StoreError;
 use crate::backend::{Pool, on_pool};
 use crate::rows::{MessageRow, to_json};
-use crate::time::to_micros;
+use crate::time::{from_micros, to_micros};
 use crate::work::{EarlyReport, Loaded, OutboxOp, Work};
 
 /// A message to store.
@@ -110,6 +111,34 @@ pub struct Claim {
     pub channels: Vec<Channel>,
     /// The router.
     pub decide: Decide,
+}
+
+/// Where new messages go straight to a dispatcher, with no claim in between: a message
+/// inserted due now, to one of `channels`, that `decide` sends, is marked `sending` and
+/// leased to `owner` in the transaction that stores it, and handed to `sink` once that
+/// transaction has committed. Messages it does not take wait in the outbox for a claim.
+#[derive(Clone)]
+pub struct Intake {
+    /// Who takes them (for the lease).
+    pub owner: String,
+    /// How long the taker may hold a message before a claim may take it again.
+    pub lease: Duration,
+    /// Only messages to these channels.
+    pub channels: Vec<Channel>,
+    /// The router, as in a claim.
+    pub decide: Decide,
+    /// Where the messages taken go, after the commit.
+    pub sink: mpsc::UnboundedSender<Handoff>,
+}
+
+/// What a dispatcher's [`Intake`] receives.
+#[derive(Debug)]
+pub enum Handoff {
+    /// A message marked `sending` and leased to it, committed: send it.
+    Take(Box<Claimed>),
+    /// The transaction that would have handed this message off failed: nothing was
+    /// stored; release what the router took for it.
+    Drop(String),
 }
 
 /// A message taken for sending.
@@ -330,17 +359,39 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 64;
 /// insert statements, and the rest.
 pub(crate) const STATEMENT_CACHE: usize = ROWS_PER_STATEMENT * 6 + 64;
 
+/// What the writer shares with the store's handles.
+#[derive(Clone, Default)]
+pub(crate) struct Signals {
+    /// Transactions committed.
+    pub commits: Arc<AtomicU64>,
+    /// Notified after every commit that changed something.
+    pub changes: Arc<Notify>,
+    /// Notified after a commit that left outbox work for a claim: a new message not
+    /// handed off, a retry or a deferral scheduled.
+    pub outbox: Arc<Notify>,
+    /// Where new messages are handed off, if a dispatcher takes them (see [`Intake`]).
+    pub intake: Arc<Mutex<Option<Intake>>>,
+}
+
+/// The most sending messages the writer remembers (see `leased` in [`run`]); past it,
+/// it forgets them all and reads them again.
+const LEASED_MEMORY: usize = 100_000;
+
 pub(crate) async fn run(
     pool: Pool,
     mut queue: mpsc::Receiver<WriteOp>,
     max_batch: usize,
-    commits: Arc<AtomicU64>,
-    changes: Arc<Notify>,
+    signals: Signals,
 ) {
     // SQLite's driver runs on a thread of its own: there, a batch of inserts goes as
     // one script (see below).
     let one_trip = matches!(pool, Pool::Sqlite(_));
     let postgres = matches!(pool, Pool::Postgres(_));
+    // On SQLite this writer is the only one that changes a message once it is past
+    // `queued`, so it remembers the messages it left `sending`, as committed: the
+    // outcome of a send then needs no read. (On PostgreSQL another instance may take a
+    // message whose lease ran out; outcomes there read the message again.)
+    let mut leased: HashMap<String, Loaded> = HashMap::new();
     on_pool!(&pool, p => {
         let mut ops = Vec::with_capacity(max_batch);
         // The writer holds its connection from batch to batch: going back to the pool
@@ -376,6 +427,15 @@ pub(crate) async fn run(
                 },
             };
             let mut pending = Vec::with_capacity(todo.len());
+            let intake = signals
+                .intake
+                .lock()
+                .map(|i| i.clone())
+                .unwrap_or_else(|p| p.into_inner().clone());
+            let owner = intake.as_ref().map(|i| i.owner.as_str());
+            let mut handed: Vec<Claimed> = Vec::new();
+            // Whether the commit leaves work for a claim.
+            let mut wake = false;
             let script = one_trip && todo.iter().all(|op| matches!(op, WriteOp::Insert(..)));
             let result = if script {
                 // A batch of inserts on SQLite: the whole transaction is one script, one
@@ -392,11 +452,20 @@ pub(crate) async fn run(
                         }
                         pending.push(Pending::Insert(reply, outcome));
                     }
+                    let leases = match &intake {
+                        Some(intake) => {
+                            let (taken, leases) = hand_off(intake, &mut inserts, to_micros(Utc::now()));
+                            handed = taken;
+                            leases
+                        }
+                        None => HashMap::new(),
+                    };
+                    wake = left_for_claim(&inserts, &leases);
                     let mut q = QueryBuilder::new("BEGIN IMMEDIATE; ");
                     for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
                         push_messages!(q, chunk);
                         q.push("; ");
-                        if push_outbox!(q, chunk) {
+                        if push_outbox!(q, chunk, owner, &leases) {
                             q.push("; ");
                         }
                         let events = first_events(chunk);
@@ -448,7 +517,16 @@ pub(crate) async fn run(
                             other => rest.push(other),
                         }
                     }
-                    flush_inserts!(tx, &mut inserts, &mut work.events);
+                    let leases = match &intake {
+                        Some(intake) => {
+                            let (taken, leases) = hand_off(intake, &mut inserts, now);
+                            handed = taken;
+                            leases
+                        }
+                        None => HashMap::new(),
+                    };
+                    wake = left_for_claim(&inserts, &leases);
+                    flush_inserts!(tx, &mut inserts, &mut work.events, owner, &leases);
                     // Cancels and outcomes name their messages: read them all at once,
                     // with the reports kept for the upstream ids the outcomes bring.
                     let ids: Vec<String> = rest
@@ -458,6 +536,15 @@ pub(crate) async fn run(
                             _ => None,
                         })
                         .collect();
+                    if one_trip {
+                        for op in &rest {
+                            if let WriteOp::Outcome { id, .. } = op
+                                && let Some(loaded) = leased.remove(id)
+                            {
+                                work.loaded.insert(id.clone(), loaded);
+                            }
+                        }
+                    }
                     load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
                     let upstream: Vec<String> = rest
                         .iter()
@@ -504,6 +591,10 @@ pub(crate) async fn run(
                     for (claim, reply) in claims {
                         if !work.is_clean() {
                             flush_work!(tx, work);
+                            wake |= work.leaves_for_claim();
+                            if one_trip {
+                                remember_sending(&work, &mut leased);
+                            }
                             work = Work { events: std::mem::take(&mut work.events), ..Work::default() };
                         }
                         let due = select_due!(tx, &claim, now, postgres);
@@ -513,6 +604,10 @@ pub(crate) async fn run(
                         pending.push(Pending::Claim(reply, claimed));
                     }
                     flush_work!(tx, work);
+                    wake |= work.leaves_for_claim();
+                    if one_trip {
+                        remember_sending(&work, &mut leased);
+                    }
                     if !work.events.is_empty() {
                         for chunk in work.events.chunks(ROWS_PER_STATEMENT) {
                             let mut q = QueryBuilder::new("");
@@ -553,14 +648,39 @@ pub(crate) async fn run(
             match result {
                 Ok(changed) => {
                     held = Some(conn);
-                    commits.fetch_add(1, Ordering::Relaxed);
+                    signals.commits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(intake) = &intake {
+                        for claimed in handed {
+                            let id = claimed.message.id.to_string();
+                            if one_trip {
+                                let message = claimed.message.clone();
+                                leased.insert(id.clone(), Loaded { message, step: 0 });
+                            }
+                            if intake.sink.send(Handoff::Take(Box::new(claimed))).is_err() {
+                                tracing::warn!(%id, "the dispatcher has stopped; the message waits for its lease to run out");
+                            }
+                        }
+                    }
+                    if leased.len() > LEASED_MEMORY {
+                        leased.clear();
+                    }
                     pending.into_iter().for_each(Pending::answer);
                     if changed {
-                        changes.notify_waiters();
+                        signals.changes.notify_waiters();
+                    }
+                    if wake {
+                        signals.outbox.notify_waiters();
                     }
                 }
                 Err(error) => {
                     tracing::error!(%error, writes = pending.len() + todo.len(), "store transaction failed");
+                    // What was remembered in this batch did not commit.
+                    leased.clear();
+                    if let Some(intake) = &intake {
+                        for claimed in handed {
+                            let _ = intake.sink.send(Handoff::Drop(claimed.message.id.to_string()));
+                        }
+                    }
                     let text = error.to_string();
                     pending.into_iter().for_each(|p| p.fail(&text));
                     todo.into_iter().for_each(|op| op.fail(&text));
@@ -576,6 +696,29 @@ pub(crate) async fn run(
     });
 }
 
+/// Whether new messages wait in the outbox for a claim: those to send that were not
+/// handed off (their lease is in `leases`).
+fn left_for_claim(inserts: &[Box<NewMessage>], leases: &HashMap<String, i64>) -> bool {
+    inserts
+        .iter()
+        .any(|new| new.enqueue && !leases.contains_key(new.message.id.as_str()))
+}
+
+/// Keeps `leased` in step with the messages `work` wrote: one left `sending` is
+/// remembered as written, any other forgotten.
+fn remember_sending(work: &Work, leased: &mut HashMap<String, Loaded>) {
+    for id in &work.dirty {
+        match work.loaded.get(id) {
+            Some(loaded) if loaded.message.status == MessageStatus::Sending => {
+                leased.insert(id.clone(), loaded.clone());
+            }
+            _ => {
+                leased.remove(id);
+            }
+        }
+    }
+}
+
 /// The first events of new messages, to record with them.
 fn first_events(chunk: &[Box<NewMessage>]) -> Vec<EventRecord> {
     chunk
@@ -588,6 +731,61 @@ fn first_events(chunk: &[Box<NewMessage>]) -> Vec<EventRecord> {
                 .map(move |e| EventRecord::new(m, e.status, to_micros(e.at), e.detail.clone()))
         })
         .collect()
+}
+
+/// Marks the new messages `intake` takes now as `sending`, first attempt, through the
+/// connector it chose (see [`Intake`]); returns them, with the lease each holds (by
+/// message id) for their outbox rows.
+fn hand_off(
+    intake: &Intake,
+    inserts: &mut [Box<NewMessage>],
+    now: i64,
+) -> (Vec<Claimed>, HashMap<String, i64>) {
+    let until = now + i64::try_from(intake.lease.as_micros()).unwrap_or(i64::MAX / 2);
+    let mut taken = Vec::new();
+    let mut leases = HashMap::new();
+    for new in inserts.iter_mut() {
+        let m = &mut new.message;
+        let due = to_micros(m.send_at.unwrap_or(m.created_at));
+        if !new.enqueue
+            || m.status != MessageStatus::Queued
+            || due > now
+            || m.expires_at.is_some_and(|at| to_micros(at) <= now)
+            || !intake.channels.contains(&m.channel)
+        {
+            continue;
+        }
+        let Dispatch::Send {
+            connector,
+            to,
+            channel,
+        } = (intake.decide)(m)
+        else {
+            // Waiting or failing is the claim's to record.
+            continue;
+        };
+        if to != m.to {
+            let from = std::mem::replace(&mut m.to, to);
+            m.metadata.entry("routed_from".into()).or_insert(from);
+            m.channel = channel;
+        }
+        m.events.get_or_insert_with(Vec::new).push(StatusEvent {
+            status: MessageStatus::Sending,
+            at: from_micros(now),
+            detail: Some(format!("attempt 1 through {connector}")),
+        });
+        m.connector = Some(connector);
+        m.status = MessageStatus::Sending;
+        m.updated_at = from_micros(now);
+        let mut message = m.clone();
+        message.events = None;
+        leases.insert(message.id.to_string(), until);
+        taken.push(Claimed {
+            message,
+            attempt: 1,
+        });
+    }
+    (taken, leases)
 }
 
 /// Decides what becomes of an insert: created, or answered from its idempotency key
@@ -679,16 +877,27 @@ macro_rules! push_messages {
 use push_messages;
 
 /// Appends the insert of a chunk's outbox rows to `$q`; false when none is to be sent.
+/// A message handed off (see [`hand_off`]) is leased to `$owner` until the time
+/// `$leases` gives for it, its first attempt counted.
 macro_rules! push_outbox {
-    ($q:expr, $chunk:expr) => {{
+    ($q:expr, $chunk:expr, $owner:expr, $leases:expr) => {{
+        let owner: Option<&str> = $owner;
+        let leases: &HashMap<String, i64> = $leases;
         let queued: Vec<_> = $chunk.iter().filter(|new| new.enqueue).collect();
         let any = !queued.is_empty();
         if any {
-            $q.push("INSERT INTO outbox (message_id, due_at) ");
+            $q.push("INSERT INTO outbox (message_id, due_at, attempts, lease_owner, lease_until) ");
             $q.push_values(queued, |mut b, new| {
-                let due = new.message.send_at.unwrap_or(new.message.created_at);
+                let lease = leases.get(new.message.id.as_str()).copied();
+                // A leased row is looked at again when its lease runs out.
+                let due = lease.unwrap_or_else(|| {
+                    to_micros(new.message.send_at.unwrap_or(new.message.created_at))
+                });
                 b.push_bind(new.message.id.as_str())
-                    .push_bind(to_micros(due));
+                    .push_bind(due)
+                    .push_bind(if lease.is_some() { 1i64 } else { 0 })
+                    .push_bind(lease.and(owner))
+                    .push_bind(lease);
             });
         }
         any
@@ -718,7 +927,7 @@ use push_keys;
 /// Inserts the buffered new messages (rows, first events and outbox rows) with one
 /// multi-row statement per table.
 macro_rules! flush_inserts {
-    ($tx:expr, $inserts:expr, $events:expr) => {{
+    ($tx:expr, $inserts:expr, $events:expr, $owner:expr, $leases:expr) => {{
         let inserts: &mut Vec<Box<NewMessage>> = $inserts;
         for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
             // Empty at first, so that reset() between statements empties it again.
@@ -726,7 +935,7 @@ macro_rules! flush_inserts {
             push_messages!(q, chunk);
             q.build().execute(&mut *$tx).await?;
             q.reset();
-            if push_outbox!(q, chunk) {
+            if push_outbox!(q, chunk, $owner, $leases) {
                 q.build().execute(&mut *$tx).await?;
             }
             $events.extend(first_events(chunk));
@@ -914,19 +1123,29 @@ macro_rules! select_due {
         let claim: &Claim = $claim;
         let mut due: Vec<(String, String, i64)> = Vec::new();
         if !claim.channels.is_empty() && claim.limit > 0 {
-            let mut q = QueryBuilder::new(
+            // A leased row is due when its lease runs out (its `due_at`), so the scan of
+            // the index on `due_at` meets only rows that may be taken.
+            // Every channel: no need to look at the messages.
+            let every = ALL_CHANNELS.iter().all(|c| claim.channels.contains(c));
+            let mut q = QueryBuilder::new(if every {
+                "SELECT o.message_id, o.kind, o.attempts FROM outbox o WHERE o.due_at <= "
+            } else {
                 "SELECT o.message_id, o.kind, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
-                 WHERE o.due_at <= ",
-            );
+                 WHERE o.due_at <= "
+            });
             q.push_bind($now);
             q.push(" AND (o.lease_until IS NULL OR o.lease_until < ");
             q.push_bind($now);
-            q.push(") AND m.channel IN (");
-            let mut list = q.separated(", ");
-            for channel in &claim.channels {
-                list.push_bind(channel.as_str());
+            q.push(")");
+            if !every {
+                q.push(" AND m.channel IN (");
+                let mut list = q.separated(", ");
+                for channel in &claim.channels {
+                    list.push_bind(channel.as_str());
+                }
+                q.push(")");
             }
-            q.push(") ORDER BY o.due_at LIMIT ");
+            q.push(" ORDER BY o.due_at LIMIT ");
             q.push_bind(i64::from(claim.limit));
             if $postgres {
                 q.push(" FOR UPDATE OF o SKIP LOCKED");
@@ -1010,7 +1229,7 @@ macro_rules! flush_work {
             });
             q.push(
                 ") UPDATE outbox SET lease_owner = v.owner, lease_until = v.until_at, \
-                 attempts = v.attempts FROM v WHERE outbox.message_id = v.id",
+                 due_at = v.until_at, attempts = v.attempts FROM v WHERE outbox.message_id = v.id",
             );
             q.build().execute(&mut *$tx).await?;
         }

@@ -795,3 +795,154 @@ on_every_backend!(attachments_replace_and_bridges, |store: Store| async move {
         None
     );
 });
+
+// ---- Hand-off: new messages straight to a dispatcher. ----
+
+/// Sends everything through `up`, except messages to `+19995550000`, whose connector
+/// is down.
+fn up_unless_down() -> switchboard_store::Decide {
+    std::sync::Arc::new(|m: &Message| {
+        if m.to == "+19995550000" {
+            switchboard_store::Dispatch::Wait(std::time::Duration::ZERO)
+        } else {
+            switchboard_store::Dispatch::Send {
+                connector: "up".into(),
+                to: m.to.clone(),
+                channel: m.channel,
+            }
+        }
+    })
+}
+
+fn claim_all() -> switchboard_store::Claim {
+    switchboard_store::Claim {
+        owner: "claimer".into(),
+        lease: std::time::Duration::from_secs(60),
+        limit: 100,
+        channels: vec![Channel::Sms],
+        decide: up_unless_down(),
+    }
+}
+
+async fn statuses(store: &Store, id: &str) -> Vec<MessageStatus> {
+    let message = store
+        .get_message("acme", id)
+        .await
+        .expect("get")
+        .expect("exists");
+    message
+        .events
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.status)
+        .collect()
+}
+
+on_every_backend!(
+    new_messages_are_handed_off_to_an_intake,
+    |store: Store| async move {
+        use switchboard_store::{AttemptResult, Handoff, Intake};
+        let (sink, mut handed) = tokio::sync::mpsc::unbounded_channel();
+        store.set_intake(Some(Intake {
+            owner: "intake".into(),
+            lease: std::time::Duration::from_secs(60),
+            channels: vec![Channel::Sms],
+            decide: up_unless_down(),
+            sink,
+        }));
+        let sendable = message("acme", "+14155550100", "now");
+        let down = message("acme", "+19995550000", "connector down");
+        let mut later = message("acme", "+14155550101", "later");
+        later.send_at = Some(Utc::now() + Duration::hours(1));
+        let ids: Vec<String> = [&sendable, &down, &later]
+            .iter()
+            .map(|m| m.id.to_string())
+            .collect();
+        for m in [sendable, down, later] {
+            store.insert_message(new(m)).await.expect("insert");
+        }
+
+        // Only the message due now that the router sends is handed off, already `sending`.
+        let Some(Handoff::Take(taken)) = handed.recv().await else {
+            panic!("nothing handed off");
+        };
+        assert_eq!(taken.message.id.as_str(), ids[0]);
+        assert_eq!(taken.attempt, 1);
+        assert_eq!(taken.message.status, MessageStatus::Sending);
+        assert_eq!(taken.message.connector.as_deref(), Some("up"));
+        assert!(handed.try_recv().is_err(), "only one message is handed off");
+        assert_eq!(
+            statuses(&store, &ids[0]).await,
+            [MessageStatus::Queued, MessageStatus::Sending]
+        );
+
+        // Its outbox row is leased: a claim takes the one left waiting, not it.
+        let claimed = store.claim(claim_all()).await.expect("claim");
+        assert!(
+            claimed.is_empty(),
+            "the waiting message is deferred, not taken"
+        );
+        assert_eq!(status_of(&store, &ids[1]).await, MessageStatus::Queued);
+
+        // A retry leaves it to a claim, which takes it as the second attempt.
+        let retry = AttemptResult::Retry {
+            at: Utc::now(),
+            code: "busy".into(),
+            detail: "try again".into(),
+        };
+        store
+            .record_outcome(&ids[0], "up", retry)
+            .await
+            .expect("retry");
+        assert_eq!(status_of(&store, &ids[0]).await, MessageStatus::Queued);
+        let claimed = store.claim(claim_all()).await.expect("claim");
+        let ids_claimed: Vec<(&str, u32)> = claimed
+            .iter()
+            .map(|c| (c.message.id.as_str(), c.attempt))
+            .collect();
+        assert_eq!(ids_claimed, [(ids[0].as_str(), 2)]);
+
+        // The outcome is applied once; a second one for the same attempt changes nothing.
+        store
+            .record_outcome(&ids[0], "up", accepted("u1", &[]))
+            .await
+            .expect("outcome");
+        store
+            .record_outcome(&ids[0], "up", accepted("u2", &[]))
+            .await
+            .expect("outcome");
+        assert_eq!(
+            statuses(&store, &ids[0]).await,
+            [
+                MessageStatus::Queued,
+                MessageStatus::Sending,
+                MessageStatus::Queued,
+                MessageStatus::Sending,
+                MessageStatus::Sent
+            ]
+        );
+        let stored = store
+            .get_message("acme", &ids[0])
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(stored.upstream_id.as_deref(), Some("u1"));
+        store
+            .report(report("u1", MessageStatus::Delivered))
+            .await
+            .expect("report");
+        assert_eq!(status_of(&store, &ids[0]).await, MessageStatus::Delivered);
+
+        // With the intake withdrawn, new messages wait for a claim.
+        store.set_intake(None);
+        let after = message("acme", "+14155550102", "after");
+        let after_id = after.id.to_string();
+        store.insert_message(new(after)).await.expect("insert");
+        assert!(
+            handed.try_recv().is_err(),
+            "nothing handed off once withdrawn"
+        );
+        let claimed = store.claim(claim_all()).await.expect("claim");
+        assert!(claimed.iter().any(|c| c.message.id.as_str() == after_id));
+    }
+);
