@@ -96,6 +96,12 @@ impl Work {
             .any(|op| matches!(op, OutboxOp::Schedule { .. } | OutboxOp::Defer { .. }))
     }
 
+    /// Reports it keeps less kept reports it applied.
+    pub fn early_balance(&self) -> i64 {
+        let kept = i64::try_from(self.early_new.len()).unwrap_or(i64::MAX);
+        kept - i64::try_from(self.early_done.len()).unwrap_or(i64::MAX)
+    }
+
     /// Moves message `id` to `status`, recording the event; false (and nothing
     /// changes) when the lifecycle does not allow it.
     fn change(&mut self, id: &str, status: MessageStatus, at: i64, detail: Option<String>) -> bool {

@@ -392,6 +392,9 @@ pub(crate) async fn run(
     // outcome of a send then needs no read. (On PostgreSQL another instance may take a
     // message whose lease ran out; outcomes there read the message again.)
     let mut leased: HashMap<String, Loaded> = HashMap::new();
+    // Likewise the number of reports kept for messages not yet known (only this writer
+    // keeps and applies them), when counted: with none kept, an outcome looks none up.
+    let mut early_kept: Option<i64> = None;
     on_pool!(&pool, p => {
         let mut ops = Vec::with_capacity(max_batch);
         // The writer holds its connection from batch to batch: going back to the pool
@@ -436,6 +439,8 @@ pub(crate) async fn run(
             let mut handed: Vec<Claimed> = Vec::new();
             // Whether the commit leaves work for a claim.
             let mut wake = false;
+            // Reports kept less reports applied.
+            let mut early_delta = 0i64;
             let script = one_trip && todo.iter().all(|op| matches!(op, WriteOp::Insert(..)));
             let result = if script {
                 // A batch of inserts on SQLite: the whole transaction is one script, one
@@ -555,7 +560,15 @@ pub(crate) async fn run(
                             _ => Vec::new(),
                         })
                         .collect();
-                    load_early!(tx, work, upstream);
+                    if one_trip && early_kept.is_none() {
+                        let (kept,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM early_reports")
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        early_kept = Some(kept);
+                    }
+                    if early_kept != Some(0) {
+                        load_early!(tx, work, upstream);
+                    }
                     let mut reports = Vec::new();
                     let mut claims = Vec::new();
                     for op in rest {
@@ -592,6 +605,7 @@ pub(crate) async fn run(
                         if !work.is_clean() {
                             flush_work!(tx, work);
                             wake |= work.leaves_for_claim();
+                            early_delta += work.early_balance();
                             if one_trip {
                                 remember_sending(&work, &mut leased);
                             }
@@ -605,6 +619,7 @@ pub(crate) async fn run(
                     }
                     flush_work!(tx, work);
                     wake |= work.leaves_for_claim();
+                    early_delta += work.early_balance();
                     if one_trip {
                         remember_sending(&work, &mut leased);
                     }
@@ -661,6 +676,9 @@ pub(crate) async fn run(
                             }
                         }
                     }
+                    if let Some(kept) = &mut early_kept {
+                        *kept += early_delta;
+                    }
                     if leased.len() > LEASED_MEMORY {
                         leased.clear();
                     }
@@ -676,6 +694,7 @@ pub(crate) async fn run(
                     tracing::error!(%error, writes = pending.len() + todo.len(), "store transaction failed");
                     // What was remembered in this batch did not commit.
                     leased.clear();
+                    early_kept = None;
                     if let Some(intake) = &intake {
                         for claimed in handed {
                             let _ = intake.sink.send(Handoff::Drop(claimed.message.id.to_string()));
