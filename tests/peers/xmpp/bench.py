@@ -12,8 +12,12 @@ measures:
             receipt requests, from the first send to the last receipt (a receipt is
             written only after the commit).
 
+With --client (the compiled `xmpp-load` user), that client logs in instead of slixmpp
+for both legs, so that the client is not what limits the figures.
+
 Usage: bench.py --switchboard target/release/switchboard [--count 5000]
                 [--poster target/release/switchboard-bench]
+                [--client target/release/xmpp-load]
 """
 
 import argparse
@@ -55,6 +59,8 @@ def main():
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--poster", help="post the outbound leg with this switchboard-bench "
                         "binary (50 connections) instead of 8 Python threads")
+    parser.add_argument("--client", help="the user is this xmpp-load binary instead of "
+                        "slixmpp")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="xmpp-bench-")
     procs = []
@@ -94,23 +100,28 @@ tenant = "acme"
                                        f"{tmp}/switchboard.toml"], env=env,
                                       stdout=subprocess.DEVNULL))
         wait_port(http_port, "switchboard")
-        user = subprocess.Popen([sys.executable, f"{HERE}/user.py", "--jid", "alice@localhost",
-                                 "--password", "pw", "--port", str(c2s)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        procs.append(user)
+        login = ["--server", f"127.0.0.1:{c2s}", "--jid", "alice@localhost", "--password", "pw"]
 
-        def event(kind):
-            for line in user.stdout:
+        def event(kind, proc=None):
+            proc = proc or user
+            for line in proc.stdout:
                 e = json.loads(line)
                 if e["event"] == kind:
                     return e
-            raise SystemExit(f"the user exited before {kind}: {user.wait()}")
+            raise SystemExit(f"the user exited before {kind}: {proc.wait()}")
 
         def cmd(**c):
             user.stdin.write(json.dumps(c) + "\n")
             user.stdin.flush()
 
-        event("ready")
+        if args.client:
+            user = None
+        else:
+            user = subprocess.Popen([sys.executable, f"{HERE}/user.py", "--jid",
+                                     "alice@localhost", "--password", "pw", "--port", str(c2s)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            procs.append(user)
+            event("ready")
         # Wait until the component is bound.
         deadline = time.time() + 30
         while True:
@@ -125,14 +136,27 @@ tenant = "acme"
 
         n = args.count
         # Inbound.
-        cmd(cmd="flood", to="+15550100@sms.localhost", count=n, prefix="in")
-        flooded = event("flooded")
+        if args.client:
+            sender = subprocess.Popen([args.client, *login, "send", "--to",
+                                       "+15550100@sms.localhost", "--count", str(n)],
+                                      stdout=subprocess.PIPE, text=True)
+            procs.append(sender)
+            flooded = event("flooded", sender)
+        else:
+            cmd(cmd="flood", to="+15550100@sms.localhost", count=n, prefix="in")
+            flooded = event("flooded")
         print(f"inbound: {n} messages client -> Prosody -> component -> committed in "
               f"{flooded['seconds']:.2f} s = {n / flooded['seconds']:.0f}/s "
               f"(receipts {flooded['receipts']}, errors {flooded['errors']})")
         # Outbound.
-        cmd(cmd="expect", count=n)
-        event("expecting")
+        if args.client:
+            receiver = subprocess.Popen([args.client, *login, "receive", "--count", str(n)],
+                                        stdout=subprocess.PIPE, text=True)
+            procs.append(receiver)
+            event("ready", receiver)
+        else:
+            cmd(cmd="expect", count=n)
+            event("expecting")
         start = time.monotonic()
 
         def post(lo, hi):
@@ -163,7 +187,7 @@ tenant = "acme"
             for t in threads:
                 t.join()
         accepted = time.monotonic() - start
-        got = event("got")
+        event("got", receiver if args.client else None)
         total = time.monotonic() - start
         print(f"outbound: {n} messages API -> component -> Prosody -> client in {total:.2f} s "
               f"= {n / total:.0f}/s (API accepted all in {accepted:.2f} s = {n / accepted:.0f}/s)")
