@@ -627,9 +627,24 @@ pub(crate) async fn run(
                         for chunk in work.events.chunks(ROWS_PER_STATEMENT) {
                             let mut q = QueryBuilder::new("");
                             push_history!(q, chunk);
-                            q.build().execute(&mut *tx).await?;
-                            q.reset();
+                            if one_trip {
+                                // One hand-off to SQLite's driver for both (or all three):
+                                // the script's shape depends on the chunk's length alone,
+                                // so it stays prepared.
+                                q.push("; ");
+                            } else {
+                                q.build().execute(&mut *tx).await?;
+                                q.reset();
+                            }
                             push_fanout!(q, chunk);
+                            if one_trip {
+                                if chunk.iter().any(EventRecord::has_notice) {
+                                    q.push("; ");
+                                    push_notices!(q, chunk);
+                                }
+                                q.build().execute(&mut *tx).await?;
+                                continue;
+                            }
                             q.build().execute(&mut *tx).await?;
                             q.reset();
                             if push_notices!(q, chunk) {
