@@ -468,21 +468,8 @@ pub(crate) async fn run(
                     wake = left_for_claim(&inserts, &leases);
                     let mut q = QueryBuilder::new("BEGIN IMMEDIATE; ");
                     for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
-                        push_messages!(q, chunk);
+                        push_insert_chunk!(q, chunk, owner, &leases);
                         q.push("; ");
-                        if push_outbox!(q, chunk, owner, &leases) {
-                            q.push("; ");
-                        }
-                        let events = first_events(chunk);
-                        if !events.is_empty() {
-                            push_history!(q, events);
-                            q.push("; ");
-                            push_fanout!(q, events);
-                            q.push("; ");
-                            if push_notices!(q, events) {
-                                q.push("; ");
-                            }
-                        }
                     }
                     if !keys.is_empty() {
                         push_keys!(q, keys);
@@ -498,12 +485,14 @@ pub(crate) async fn run(
                 }
                 .await
             } else {
-                async {
-                    // On SQLite, take the write lock at BEGIN: the webhook bookkeeping writes
-                    // through other connections, and a deferred transaction that has read
-                    // cannot wait for the lock once another connection has written.
-                    let begin = if one_trip { "BEGIN IMMEDIATE" } else { "BEGIN" };
-                    let mut tx = sqlx::Connection::begin_with(&mut *conn, begin).await?;
+                let result = async {
+                    let tx = &mut *conn;
+                    // On PostgreSQL the transaction begins here. On SQLite it begins with the
+                    // first write, in the same script (one hand-off to the driver's thread
+                    // fewer); the keys are looked up before it, as in a batch of inserts.
+                    if !one_trip {
+                        sqlx::Executor::execute(&mut *tx, "BEGIN").await?;
+                    }
                     let now = to_micros(Utc::now());
                     let mut work = Work::default();
                     let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
@@ -531,7 +520,28 @@ pub(crate) async fn run(
                         None => HashMap::new(),
                     };
                     wake = left_for_claim(&inserts, &leases);
-                    flush_inserts!(tx, &mut inserts, &mut work.events, owner, &leases);
+                    if one_trip {
+                        // Take the write lock at BEGIN: the webhook bookkeeping writes through
+                        // other connections, and a deferred transaction that has read cannot
+                        // wait for the lock once another connection has written. The new
+                        // messages go with it, each chunk with its rows and first events in
+                        // one script whose shape depends on the chunk's length alone.
+                        let mut chunks = inserts.chunks(ROWS_PER_STATEMENT);
+                        let mut q = QueryBuilder::new("BEGIN IMMEDIATE");
+                        if let Some(chunk) = chunks.next() {
+                            q.push("; ");
+                            push_insert_chunk!(q, chunk, owner, &leases);
+                        }
+                        q.build().execute(&mut *tx).await?;
+                        for chunk in chunks {
+                            let mut q = QueryBuilder::new("");
+                            push_insert_chunk!(q, chunk, owner, &leases);
+                            q.build().execute(&mut *tx).await?;
+                        }
+                        inserts.clear();
+                    } else {
+                        flush_inserts!(tx, &mut inserts, &mut work.events, owner, &leases);
+                    }
                     // Cancels and outcomes name their messages: read them all at once,
                     // with the reports kept for the upstream ids the outcomes bring.
                     let ids: Vec<String> = rest
@@ -603,7 +613,8 @@ pub(crate) async fn run(
                     // Claims read the outbox: write what is decided so far first.
                     for (claim, reply) in claims {
                         if !work.is_clean() {
-                            flush_work!(tx, work);
+                            let mut q = QueryBuilder::new("");
+                            flush_work!(tx, work, q, false);
                             wake |= work.leaves_for_claim();
                             early_delta += work.early_balance();
                             if one_trip {
@@ -617,45 +628,29 @@ pub(crate) async fn run(
                         let claimed = work.claim(&claim, due, now);
                         pending.push(Pending::Claim(reply, claimed));
                     }
-                    flush_work!(tx, work);
+                    // The rest of the transaction, to its COMMIT: on SQLite one script (in
+                    // the usual batch, the outcomes' updates, outbox deletes, history and
+                    // fan-out, a shape that depends on their number alone and stays
+                    // prepared); on PostgreSQL one statement at a time.
+                    let mut q = QueryBuilder::new("");
+                    flush_work!(tx, work, q, one_trip);
                     wake |= work.leaves_for_claim();
                     early_delta += work.early_balance();
                     if one_trip {
                         remember_sending(&work, &mut leased);
                     }
-                    if !work.events.is_empty() {
-                        for chunk in work.events.chunks(ROWS_PER_STATEMENT) {
-                            let mut q = QueryBuilder::new("");
-                            push_history!(q, chunk);
-                            if one_trip {
-                                // One hand-off to SQLite's driver for both (or all three):
-                                // the script's shape depends on the chunk's length alone,
-                                // so it stays prepared.
-                                q.push("; ");
-                            } else {
-                                q.build().execute(&mut *tx).await?;
-                                q.reset();
-                            }
-                            push_fanout!(q, chunk);
-                            if one_trip {
-                                if chunk.iter().any(EventRecord::has_notice) {
-                                    q.push("; ");
-                                    push_notices!(q, chunk);
-                                }
-                                q.build().execute(&mut *tx).await?;
-                                continue;
-                            }
-                            q.build().execute(&mut *tx).await?;
-                            q.reset();
-                            if push_notices!(q, chunk) {
-                                q.build().execute(&mut *tx).await?;
-                            }
+                    for chunk in work.events.chunks(ROWS_PER_STATEMENT) {
+                        push_history!(q, chunk);
+                        end_statement!(tx, q, one_trip);
+                        push_fanout!(q, chunk);
+                        end_statement!(tx, q, one_trip);
+                        if push_notices!(q, chunk) {
+                            end_statement!(tx, q, one_trip);
                         }
                     }
                     if !keys.is_empty() {
-                        let mut q = QueryBuilder::new("");
                         push_keys!(q, keys);
-                        q.build().execute(&mut *tx).await?;
+                        end_statement!(tx, q, one_trip);
                     }
                     // Whether anything changed that others wait for: a claim that took
                     // nothing and decided nothing is not announced, or the dispatcher
@@ -670,10 +665,16 @@ pub(crate) async fn run(
                             .execute(&mut *tx)
                             .await?;
                     }
-                    tx.commit().await?;
+                    q.push("COMMIT");
+                    q.build().execute(&mut *tx).await?;
                     Ok::<bool, StoreError>(changed)
                 }
-                .await
+                .await;
+                if result.is_err() {
+                    // The transaction may have stopped half way.
+                    let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+                }
+                result
             };
             match result {
                 Ok(changed) => {
@@ -958,6 +959,47 @@ macro_rules! push_keys {
 }
 use push_keys;
 
+/// Ends the statement in `$q`: in a script (`$script`, on SQLite) by appending the
+/// separator, so that the next statement joins it; otherwise by executing it and
+/// emptying `$q` for the next.
+macro_rules! end_statement {
+    ($tx:expr, $q:expr, $script:expr) => {{
+        if $script {
+            $q.push("; ");
+        } else {
+            $q.build().execute(&mut *$tx).await?;
+            $q.reset();
+        }
+    }};
+}
+use end_statement;
+
+/// Appends to `$q` the statements that store one chunk of new messages: their rows,
+/// their outbox rows, and their first events with the events' fan-out and notices,
+/// separated by `;` and with no separator after the last.
+macro_rules! push_insert_chunk {
+    ($q:expr, $chunk:expr, $owner:expr, $leases:expr) => {{
+        let chunk: &[Box<NewMessage>] = $chunk;
+        push_messages!($q, chunk);
+        if chunk.iter().any(|new| new.enqueue) {
+            $q.push("; ");
+            push_outbox!($q, chunk, $owner, $leases);
+        }
+        let events = first_events(chunk);
+        if !events.is_empty() {
+            $q.push("; ");
+            push_history!($q, events);
+            $q.push("; ");
+            push_fanout!($q, events);
+            if events.iter().any(EventRecord::has_notice) {
+                $q.push("; ");
+                push_notices!($q, events);
+            }
+        }
+    }};
+}
+use push_insert_chunk;
+
 /// Inserts the buffered new messages (rows, first events and outbox rows) with one
 /// multi-row statement per table.
 macro_rules! flush_inserts {
@@ -1194,14 +1236,14 @@ use select_due;
 /// Writes what the work decided: changed messages, outbox rows and kept reports, with
 /// a few multi-row statements.
 macro_rules! flush_work {
-    ($tx:expr, $work:expr) => {{
+    ($tx:expr, $work:expr, $q:expr, $script:expr) => {{
         let dirty: Vec<&Loaded> = $work.dirty.iter().filter_map(|id| $work.loaded.get(id)).collect();
         for chunk in dirty.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new(
+            $q.push(
                 "WITH v (id, status, to_addr, channel, connector, upstream_id, error_code, \
                  error_detail, metadata, failover_step, updated_at) AS (",
             );
-            q.push_values(chunk.iter(), |mut b, loaded| {
+            $q.push_values(chunk.iter(), |mut b, loaded| {
                 let m = &loaded.message;
                 b.push_bind(m.id.as_str())
                     .push_bind(m.status.as_str())
@@ -1215,14 +1257,14 @@ macro_rules! flush_work {
                     .push_bind(i64::try_from(loaded.step).unwrap_or_default())
                     .push_bind(to_micros(m.updated_at));
             });
-            q.push(
+            $q.push(
                 ") UPDATE messages SET status = v.status, to_addr = v.to_addr, channel = v.channel, \
                  connector = v.connector, upstream_id = v.upstream_id, error_code = v.error_code, \
                  error_detail = v.error_detail, metadata = v.metadata, \
                  failover_step = v.failover_step, updated_at = v.updated_at \
                  FROM v WHERE messages.id = v.id",
             );
-            q.build().execute(&mut *$tx).await?;
+            end_statement!($tx, $q, $script);
         }
         let mut deletes = Vec::new();
         let mut schedules = Vec::new();
@@ -1237,52 +1279,52 @@ macro_rules! flush_work {
             }
         }
         for chunk in deletes.chunks(500) {
-            let mut q = QueryBuilder::new("DELETE FROM outbox WHERE message_id IN (");
-            let mut list = q.separated(", ");
+            $q.push("DELETE FROM outbox WHERE message_id IN (");
+            let mut list = $q.separated(", ");
             for id in chunk {
                 list.push_bind(*id);
             }
-            q.push(")");
-            q.build().execute(&mut *$tx).await?;
+            $q.push(")");
+            end_statement!($tx, $q, $script);
         }
         for chunk in schedules.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new("INSERT INTO outbox (message_id, kind, due_at) ");
-            q.push_values(chunk.iter(), |mut b, (id, kind, due)| {
+            $q.push("INSERT INTO outbox (message_id, kind, due_at) ");
+            $q.push_values(chunk.iter(), |mut b, (id, kind, due)| {
                 b.push_bind(*id).push_bind(*kind).push_bind(*due);
             });
-            q.push(
+            $q.push(
                 " ON CONFLICT (message_id) DO UPDATE SET due_at = excluded.due_at, \
                  kind = excluded.kind, lease_owner = NULL, lease_until = NULL",
             );
-            q.build().execute(&mut *$tx).await?;
+            end_statement!($tx, $q, $script);
         }
         for chunk in leases.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new("WITH v (id, owner, until_at, attempts) AS (");
-            q.push_values(chunk.iter(), |mut b, (id, owner, until, attempts)| {
+            $q.push("WITH v (id, owner, until_at, attempts) AS (");
+            $q.push_values(chunk.iter(), |mut b, (id, owner, until, attempts)| {
                 b.push_bind(*id).push_bind(*owner).push_bind(*until).push_bind(*attempts);
             });
-            q.push(
+            $q.push(
                 ") UPDATE outbox SET lease_owner = v.owner, lease_until = v.until_at, \
                  due_at = v.until_at, attempts = v.attempts FROM v WHERE outbox.message_id = v.id",
             );
-            q.build().execute(&mut *$tx).await?;
+            end_statement!($tx, $q, $script);
         }
         for chunk in defers.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new("WITH v (id, due) AS (");
-            q.push_values(chunk.iter(), |mut b, (id, due)| {
+            $q.push("WITH v (id, due) AS (");
+            $q.push_values(chunk.iter(), |mut b, (id, due)| {
                 b.push_bind(*id).push_bind(*due);
             });
-            q.push(
+            $q.push(
                 ") UPDATE outbox SET due_at = v.due, lease_owner = NULL, lease_until = NULL \
                  FROM v WHERE outbox.message_id = v.id",
             );
-            q.build().execute(&mut *$tx).await?;
+            end_statement!($tx, $q, $script);
         }
         for chunk in $work.early_new.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new(
+            $q.push(
                 "INSERT INTO early_reports (connector, upstream_id, status, at, error_code, error_detail, received_at) ",
             );
-            q.push_values(chunk.iter(), |mut b, (report, received)| {
+            $q.push_values(chunk.iter(), |mut b, (report, received)| {
                 b.push_bind(report.connector.as_str())
                     .push_bind(report.upstream_id.as_str())
                     .push_bind(report.status.as_str())
@@ -1291,7 +1333,7 @@ macro_rules! flush_work {
                     .push_bind(report.error.as_ref().map(|e| e.1.as_str()))
                     .push_bind(*received);
             });
-            q.build().execute(&mut *$tx).await?;
+            end_statement!($tx, $q, $script);
         }
         let new_parts: Vec<(&(String, String), &crate::work::Part)> = $work
             .parts_new
@@ -1299,10 +1341,10 @@ macro_rules! flush_work {
             .filter_map(|key| $work.parts.get(key).map(|part| (key, part)))
             .collect();
         for chunk in new_parts.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new(
+            $q.push(
                 "INSERT INTO upstream_parts (connector, upstream_id, message_id, part, status) ",
             );
-            q.push_values(chunk.iter(), |mut b, ((connector, part_id), part)| {
+            $q.push_values(chunk.iter(), |mut b, ((connector, part_id), part)| {
                 b.push_bind(connector.as_str())
                     .push_bind(part_id.as_str())
                     .push_bind(part.message_id.as_str())
@@ -1310,8 +1352,8 @@ macro_rules! flush_work {
                     .push_bind(part.status.map(|s| s.as_str()));
             });
             // A part id the far side gave twice keeps its first message.
-            q.push(" ON CONFLICT (connector, upstream_id) DO NOTHING");
-            q.build().execute(&mut *$tx).await?;
+            $q.push(" ON CONFLICT (connector, upstream_id) DO NOTHING");
+            end_statement!($tx, $q, $script);
         }
         let changed_parts: Vec<(&(String, String), &crate::work::Part)> = $work
             .parts_changed
@@ -1320,26 +1362,26 @@ macro_rules! flush_work {
             .filter_map(|key| $work.parts.get(key).map(|part| (key, part)))
             .collect();
         for chunk in changed_parts.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::new("WITH v (connector, upstream_id, status) AS (");
-            q.push_values(chunk.iter(), |mut b, ((connector, part_id), part)| {
+            $q.push("WITH v (connector, upstream_id, status) AS (");
+            $q.push_values(chunk.iter(), |mut b, ((connector, part_id), part)| {
                 b.push_bind(connector.as_str())
                     .push_bind(part_id.as_str())
                     .push_bind(part.status.map(|s| s.as_str()));
             });
-            q.push(
+            $q.push(
                 ") UPDATE upstream_parts SET status = v.status FROM v \
                  WHERE upstream_parts.connector = v.connector AND upstream_parts.upstream_id = v.upstream_id",
             );
-            q.build().execute(&mut *$tx).await?;
+            end_statement!($tx, $q, $script);
         }
         for chunk in $work.early_done.chunks(500) {
-            let mut q = QueryBuilder::new("DELETE FROM early_reports WHERE seq IN (");
-            let mut list = q.separated(", ");
+            $q.push("DELETE FROM early_reports WHERE seq IN (");
+            let mut list = $q.separated(", ");
             for seq in chunk {
                 list.push_bind(*seq);
             }
-            q.push(")");
-            q.build().execute(&mut *$tx).await?;
+            $q.push(")");
+            end_statement!($tx, $q, $script);
         }
     }};
 }
