@@ -468,8 +468,7 @@ pub(crate) async fn run(
                     wake = left_for_claim(&inserts, &leases);
                     let mut q = QueryBuilder::new("BEGIN IMMEDIATE; ");
                     for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
-                        push_insert_chunk!(q, chunk, owner, &leases);
-                        q.push("; ");
+                        push_insert_chunk!(conn, q, chunk, owner, &leases, true);
                     }
                     if !keys.is_empty() {
                         push_keys!(q, keys);
@@ -520,28 +519,19 @@ pub(crate) async fn run(
                         None => HashMap::new(),
                     };
                     wake = left_for_claim(&inserts, &leases);
-                    if one_trip {
-                        // Take the write lock at BEGIN: the webhook bookkeeping writes through
-                        // other connections, and a deferred transaction that has read cannot
-                        // wait for the lock once another connection has written. The new
-                        // messages go with it, each chunk with its rows and first events in
-                        // one script whose shape depends on the chunk's length alone.
-                        let mut chunks = inserts.chunks(ROWS_PER_STATEMENT);
-                        let mut q = QueryBuilder::new("BEGIN IMMEDIATE");
-                        if let Some(chunk) = chunks.next() {
-                            q.push("; ");
-                            push_insert_chunk!(q, chunk, owner, &leases);
-                        }
-                        q.build().execute(&mut *tx).await?;
-                        for chunk in chunks {
-                            let mut q = QueryBuilder::new("");
-                            push_insert_chunk!(q, chunk, owner, &leases);
-                            q.build().execute(&mut *tx).await?;
-                        }
-                        inserts.clear();
-                    } else {
-                        flush_inserts!(tx, &mut inserts, &mut work.events, owner, &leases);
+                    // On SQLite, take the write lock at BEGIN: the webhook bookkeeping writes
+                    // through other connections, and a deferred transaction that has read
+                    // cannot wait for the lock once another connection has written. The new
+                    // messages go with it, in one script whose shape depends on their number
+                    // alone.
+                    let mut q = QueryBuilder::new(if one_trip { "BEGIN IMMEDIATE; " } else { "" });
+                    for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
+                        push_insert_chunk!(tx, q, chunk, owner, &leases, one_trip);
                     }
+                    if one_trip {
+                        q.build().execute(&mut *tx).await?;
+                    }
+                    inserts.clear();
                     // Cancels and outcomes name their messages: read them all at once,
                     // with the reports kept for the upstream ids the outcomes bring.
                     let ids: Vec<String> = rest
@@ -974,52 +964,30 @@ macro_rules! end_statement {
 }
 use end_statement;
 
-/// Appends to `$q` the statements that store one chunk of new messages: their rows,
-/// their outbox rows, and their first events with the events' fan-out and notices,
-/// separated by `;` and with no separator after the last.
+/// Writes one chunk of new messages: their rows, their outbox rows, and their first
+/// events with the events' fan-out and notices, each statement ended with
+/// [`end_statement`] (so in a script, `$q` holds them all afterwards).
 macro_rules! push_insert_chunk {
-    ($q:expr, $chunk:expr, $owner:expr, $leases:expr) => {{
+    ($tx:expr, $q:expr, $chunk:expr, $owner:expr, $leases:expr, $script:expr) => {{
         let chunk: &[Box<NewMessage>] = $chunk;
         push_messages!($q, chunk);
-        if chunk.iter().any(|new| new.enqueue) {
-            $q.push("; ");
-            push_outbox!($q, chunk, $owner, $leases);
+        end_statement!($tx, $q, $script);
+        if push_outbox!($q, chunk, $owner, $leases) {
+            end_statement!($tx, $q, $script);
         }
         let events = first_events(chunk);
         if !events.is_empty() {
-            $q.push("; ");
             push_history!($q, events);
-            $q.push("; ");
+            end_statement!($tx, $q, $script);
             push_fanout!($q, events);
-            if events.iter().any(EventRecord::has_notice) {
-                $q.push("; ");
-                push_notices!($q, events);
+            end_statement!($tx, $q, $script);
+            if push_notices!($q, events) {
+                end_statement!($tx, $q, $script);
             }
         }
     }};
 }
 use push_insert_chunk;
-
-/// Inserts the buffered new messages (rows, first events and outbox rows) with one
-/// multi-row statement per table.
-macro_rules! flush_inserts {
-    ($tx:expr, $inserts:expr, $events:expr, $owner:expr, $leases:expr) => {{
-        let inserts: &mut Vec<Box<NewMessage>> = $inserts;
-        for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
-            // Empty at first, so that reset() between statements empties it again.
-            let mut q = QueryBuilder::new("");
-            push_messages!(q, chunk);
-            q.build().execute(&mut *$tx).await?;
-            q.reset();
-            if push_outbox!(q, chunk, $owner, $leases) {
-                q.build().execute(&mut *$tx).await?;
-            }
-            $events.extend(first_events(chunk));
-        }
-        inserts.clear();
-    }};
-}
-use flush_inserts;
 
 /// Appends the history rows of `$events` to `$q`.
 macro_rules! push_history {
