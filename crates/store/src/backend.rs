@@ -307,6 +307,10 @@ impl Store {
         query: &ListQuery,
     ) -> Result<Vec<Message>, StoreError> {
         let postgres = matches!(self.inner.pool, Pool::Postgres(_));
+        if !postgres && query.searches_text() {
+            // SQLite indexes text in bulk: index what is committed, then search.
+            self.write(WriteOp::IndexText).await?;
+        }
         let (sql, binds) = query.to_sql(tenant, postgres);
         let rows: Vec<MessageRow> = on_pool!(&self.inner.pool, pool => {
             let mut q = sqlx::query_as(AssertSqlSafe(sql));

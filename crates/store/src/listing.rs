@@ -35,6 +35,16 @@ pub(crate) enum Bind {
 }
 
 impl ListQuery {
+    /// The words of the full-text filter, when there are any.
+    fn text_query(&self) -> Option<&str> {
+        self.q.as_deref().filter(|q| !q.trim().is_empty())
+    }
+
+    /// Whether the listing filters on text (`q`).
+    pub(crate) fn searches_text(&self) -> bool {
+        self.text_query().is_some()
+    }
+
     /// The SQL (with `$n` placeholders, which both backends accept) and its values.
     pub(crate) fn to_sql(&self, tenant: &str, postgres: bool) -> (String, Vec<Bind>) {
         let mut sql = String::from("SELECT * FROM messages WHERE tenant = $1");
@@ -67,7 +77,7 @@ impl ListQuery {
         if let Some(before) = &self.before_id {
             push(" AND id < $?", Bind::Text(before.clone()));
         }
-        if let Some(q) = self.q.as_deref().filter(|q| !q.trim().is_empty()) {
+        if let Some(q) = self.text_query() {
             if postgres {
                 push(
                     " AND search @@ plainto_tsquery('simple', $?)",

@@ -234,6 +234,8 @@ pub(crate) enum WriteOp {
         Box<Report>,
         oneshot::Sender<Result<ReportOutcome, StoreError>>,
     ),
+    /// Bring the full-text index up to date (SQLite; see [`TEXT_INDEX_EVERY`]).
+    IndexText(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl WriteOp {
@@ -246,6 +248,7 @@ impl WriteOp {
             WriteOp::Claim(_, reply) => drop(reply.send(Err(err()))),
             WriteOp::Outcome { reply, .. } => drop(reply.send(Err(err()))),
             WriteOp::Report(_, reply) => drop(reply.send(Err(err()))),
+            WriteOp::IndexText(reply) => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -269,6 +272,7 @@ enum Pending {
         oneshot::Sender<Result<ReportOutcome, StoreError>>,
         ReportOutcome,
     ),
+    Indexed(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Pending {
@@ -280,6 +284,7 @@ impl Pending {
             Pending::Claim(reply, claimed) => drop(reply.send(Ok(claimed))),
             Pending::Outcome(reply) => drop(reply.send(Ok(()))),
             Pending::Report(reply, outcome) => drop(reply.send(Ok(outcome))),
+            Pending::Indexed(reply) => drop(reply.send(Ok(()))),
         }
     }
 
@@ -291,6 +296,7 @@ impl Pending {
             Pending::Claim(reply, _) => drop(reply.send(Err(err()))),
             Pending::Outcome(reply) => drop(reply.send(Err(err()))),
             Pending::Report(reply, _) => drop(reply.send(Err(err()))),
+            Pending::Indexed(reply) => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -359,6 +365,16 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 64;
 /// insert statements, and the rest.
 pub(crate) const STATEMENT_CACHE: usize = ROWS_PER_STATEMENT * 6 + 64;
 
+/// On SQLite, new messages enter the full-text index in bulk, in the first commit after
+/// this many of them, and in the commit before any search (migration 0006): indexing
+/// each commit's few messages in that commit wrote about a third of its pages.
+pub(crate) const TEXT_INDEX_EVERY: usize = 1024;
+
+/// Indexes the messages after `text_index.indexed_to`, and moves the mark past them.
+const TEXT_INDEX_CATCH_UP: &str = "INSERT INTO messages_fts (rowid, body, subject) \
+     SELECT rowid, body, subject FROM messages WHERE rowid > (SELECT indexed_to FROM text_index); \
+     UPDATE text_index SET indexed_to = max(indexed_to, (SELECT coalesce(max(rowid), 0) FROM messages)); ";
+
 /// What the writer shares with the store's handles.
 #[derive(Clone, Default)]
 pub(crate) struct Signals {
@@ -395,6 +411,9 @@ pub(crate) async fn run(
     // Likewise the number of reports kept for messages not yet known (only this writer
     // keeps and applies them), when counted: with none kept, an outcome looks none up.
     let mut early_kept: Option<i64> = None;
+    // New messages not yet in the full-text index. Unknown after a start: the first
+    // commit brings the index up to date.
+    let mut unindexed = TEXT_INDEX_EVERY;
     on_pool!(&pool, p => {
         let mut ops = Vec::with_capacity(max_batch);
         // The writer holds its connection from batch to batch: going back to the pool
@@ -441,6 +460,10 @@ pub(crate) async fn run(
             let mut wake = false;
             // Reports kept less reports applied.
             let mut early_delta = 0i64;
+            // Messages this batch creates, and whether its commit brings the full-text
+            // index up to date.
+            let mut new_rows = 0usize;
+            let mut indexed = false;
             let script = one_trip && todo.iter().all(|op| matches!(op, WriteOp::Insert(..)));
             let result = if script {
                 // A batch of inserts on SQLite: the whole transaction is one script, one
@@ -473,6 +496,11 @@ pub(crate) async fn run(
                     if !keys.is_empty() {
                         push_keys!(q, keys);
                         q.push("; ");
+                    }
+                    new_rows = inserts.len();
+                    if unindexed + new_rows >= TEXT_INDEX_EVERY {
+                        q.push(TEXT_INDEX_CATCH_UP);
+                        indexed = true;
                     }
                     q.push("COMMIT");
                     if let Err(error) = q.build().execute(&mut *conn).await {
@@ -531,6 +559,7 @@ pub(crate) async fn run(
                     if one_trip {
                         q.build().execute(&mut *tx).await?;
                     }
+                    new_rows = inserts.len();
                     inserts.clear();
                     // Cancels and outcomes name their messages: read them all at once,
                     // with the reports kept for the upstream ids the outcomes bring.
@@ -583,6 +612,12 @@ pub(crate) async fn run(
                             }
                             WriteOp::Report(report, reply) => reports.push((report, reply)),
                             WriteOp::Claim(claim, reply) => claims.push((claim, reply)),
+                            WriteOp::IndexText(reply) => {
+                                // Only SQLite indexes in bulk; PostgreSQL's index is
+                                // always up to date.
+                                indexed |= one_trip;
+                                pending.push(Pending::Indexed(reply));
+                            }
                             WriteOp::Insert(..) => {}
                         }
                     }
@@ -646,7 +681,7 @@ pub(crate) async fn run(
                     // nothing and decided nothing is not announced, or the dispatcher
                     // would wake itself with its own empty claim.
                     let changed = !work.events.is_empty()
-                        || pending.iter().any(|p| !matches!(p, Pending::Claim(..)));
+                        || pending.iter().any(|p| !matches!(p, Pending::Claim(..) | Pending::Indexed(..)));
                     if postgres && changed {
                         // Wake the dispatchers of other instances sharing this database
                         // (delivered when, and only if, the transaction commits).
@@ -654,6 +689,10 @@ pub(crate) async fn run(
                             .bind(CHANGES_CHANNEL)
                             .execute(&mut *tx)
                             .await?;
+                    }
+                    if one_trip && (indexed || unindexed + new_rows >= TEXT_INDEX_EVERY) {
+                        q.push(TEXT_INDEX_CATCH_UP);
+                        indexed = true;
                     }
                     q.push("COMMIT");
                     q.build().execute(&mut *tx).await?;
@@ -685,6 +724,7 @@ pub(crate) async fn run(
                     if let Some(kept) = &mut early_kept {
                         *kept += early_delta;
                     }
+                    unindexed = if indexed { 0 } else { unindexed + new_rows };
                     if leased.len() > LEASED_MEMORY {
                         leased.clear();
                     }

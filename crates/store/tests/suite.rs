@@ -946,3 +946,45 @@ on_every_backend!(
         assert!(claimed.iter().any(|c| c.message.id.as_str() == after_id));
     }
 );
+
+/// SQLite indexes text in bulk: a search sees every message committed before it, also
+/// those written before a restart and never searched for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_search_sees_every_committed_message() {
+    async fn write(store: &Store, text: &str) {
+        let sent = message("acme", "+14155550100", text);
+        store.insert_message(new(sent)).await.expect("insert");
+    }
+    async fn found(store: &Store, words: &str) -> Vec<Message> {
+        let query = ListQuery {
+            q: Some(words.into()),
+            limit: 100,
+            ..Default::default()
+        };
+        store.list_messages("acme", &query).await.expect("search")
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = common::sqlite_url(&dir);
+    {
+        let store = Store::open(&url, StoreOptions::default())
+            .await
+            .expect("open");
+        for n in 0..3 {
+            write(&store, &format!("your parcel {n} is on its way")).await;
+        }
+        assert_eq!(found(&store, "parcel").await.len(), 3);
+        write(&store, "parcel 3").await;
+        write(&store, "unrelated").await;
+        assert_eq!(found(&store, "parcel").await.len(), 4);
+        // Written, never searched for, then the gateway stops.
+        write(&store, "parcel 4").await;
+    }
+    let store = Store::open(&url, StoreOptions::default())
+        .await
+        .expect("reopen");
+    write(&store, "parcel 5").await;
+    let parcels = found(&store, "parcel").await;
+    assert_eq!(parcels.len(), 6);
+    assert!(parcels.iter().all(|m| m.text.contains("parcel")));
+    assert_eq!(found(&store, "unrelated").await.len(), 1);
+}

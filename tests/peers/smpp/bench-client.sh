@@ -6,6 +6,7 @@
 #
 #   cargo build --release -p switchboard -p switchboard-bench -p switchboard-smpp --bins
 #   tests/peers/smpp/bench-client.sh sim|node [MESSAGES=50000] [CLIENTS=50] [BINDS=1] [WINDOW=100] [receipts]
+# SWITCHBOARD_BIN=path runs another gateway binary (to compare two builds in turn).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
@@ -57,7 +58,7 @@ tenant = "bench"
 binds = $binds
 window = $window
 TOML
-target/release/switchboard serve --config "$work/sb.toml" >"$work/gateway.log" 2>&1 &
+"${SWITCHBOARD_BIN:-target/release/switchboard}" serve --config "$work/sb.toml" >"$work/gateway.log" 2>&1 &
 gateway=$!
 pids+=($gateway)
 until grep -q "REST API listening" "$work/gateway.log"; do sleep 0.1; done
