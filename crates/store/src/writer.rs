@@ -498,10 +498,7 @@ pub(crate) async fn run(
                         q.push("; ");
                     }
                     new_rows = inserts.len();
-                    if unindexed + new_rows >= TEXT_INDEX_EVERY {
-                        q.push(TEXT_INDEX_CATCH_UP);
-                        indexed = true;
-                    }
+                    indexed = push_text_index!(q, false, unindexed + new_rows);
                     q.push("COMMIT");
                     if let Err(error) = q.build().execute(&mut *conn).await {
                         // The script may have stopped inside its transaction.
@@ -690,9 +687,8 @@ pub(crate) async fn run(
                             .execute(&mut *tx)
                             .await?;
                     }
-                    if one_trip && (indexed || unindexed + new_rows >= TEXT_INDEX_EVERY) {
-                        q.push(TEXT_INDEX_CATCH_UP);
-                        indexed = true;
+                    if one_trip {
+                        indexed = push_text_index!(q, indexed, unindexed + new_rows);
                     }
                     q.push("COMMIT");
                     q.build().execute(&mut *tx).await?;
@@ -724,7 +720,8 @@ pub(crate) async fn run(
                     if let Some(kept) = &mut early_kept {
                         *kept += early_delta;
                     }
-                    unindexed = if indexed { 0 } else { unindexed + new_rows };
+                    // (PostgreSQL's index is always up to date: nothing to count.)
+                    unindexed = if indexed || !one_trip { 0 } else { unindexed + new_rows };
                     if leased.len() > LEASED_MEMORY {
                         leased.clear();
                     }
@@ -852,6 +849,19 @@ fn hand_off(
     }
     (taken, leases)
 }
+
+/// Appends the catch-up of the full-text index to `$q` when it is due: `$asked` (before
+/// a search), or [`TEXT_INDEX_EVERY`] new messages `$unindexed`; true when appended.
+macro_rules! push_text_index {
+    ($q:expr, $asked:expr, $unindexed:expr) => {{
+        let due = $asked || $unindexed >= TEXT_INDEX_EVERY;
+        if due {
+            $q.push(TEXT_INDEX_CATCH_UP);
+        }
+        due
+    }};
+}
+use push_text_index;
 
 /// Decides what becomes of an insert: created, or answered from its idempotency key
 /// (looked up through `$exec`, and among the keys of this batch in `$keys`).
