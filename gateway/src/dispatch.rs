@@ -199,14 +199,6 @@ impl Reports for StoreReports {
     }
 }
 
-/// What the dispatcher waited for.
-enum Woken {
-    /// A message handed off by the store, or the store's intake closed (`None`).
-    Handed(Option<Handoff>),
-    /// Anything else: look at the outbox again.
-    Look,
-}
-
 /// Starts the dispatcher; it stops when `shutdown` turns true, after the sends in
 /// flight have finished and their outcomes are recorded.
 ///
@@ -247,77 +239,95 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
             }
             Handoff::Drop(id) => drop(state.connectors.take_held(&id)),
         };
+        // Registered before the first look, and again each time it fires, so that no
+        // commit is missed between two looks.
+        let mut notified = Box::pin(changes.notified());
+        // Whether the outbox may hold work due now. True at the start, after a commit
+        // that left some, when the next due time comes, and when a send ends while the
+        // last look was cut short by the connectors' free slots. A hand-off or a send
+        // that ends otherwise is no reason to look: claims that find nothing would
+        // take a place in most of the store's commits.
+        let mut look = true;
+        let mut short_of_slots = false;
+        let mut next_look = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            // Register for the next commit before looking, so none is missed.
-            let notified = changes.notified();
             while let Ok(handoff) = handed.try_recv() {
                 start(&mut in_flight, handoff);
             }
-            while in_flight.try_join_next().is_some() {}
-            // No more than the connectors can start now: what is taken is `sending`. With
-            // no connector at all, every due message is taken, to fail with `no_route`.
-            let free = if state.connectors.is_empty() {
-                config.batch
-            } else {
-                state.connectors.free_slots().min(config.batch as usize) as u32
-            };
-            let wait = if free == 0 {
-                // A send that ends frees a slot.
-                IDLE_POLL
-            } else {
-                let claim = Claim {
-                    owner: owner.clone(),
-                    lease,
-                    limit: free,
-                    // Every channel, not only those with a connector: a route may send
-                    // the message on through another channel, and one that no connector
-                    // can send fails with `no_route` instead of waiting forever.
-                    channels: ALL_CHANNELS.to_vec(),
-                    decide: decide.clone(),
+            while in_flight.try_join_next().is_some() {
+                look |= short_of_slots;
+            }
+            if look {
+                look = false;
+                // No more than the connectors can start now: what is taken is `sending`.
+                // With no connector at all, every due message is taken, to fail with
+                // `no_route`.
+                let free = if state.connectors.is_empty() {
+                    config.batch
+                } else {
+                    state.connectors.free_slots().min(config.batch as usize) as u32
                 };
-                let claimed = match state.store.claim(claim).await {
-                    Ok(claimed) => claimed,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot take work from the outbox");
-                        tokio::select! {
-                            _ = tokio::time::sleep(IDLE_POLL) => {}
-                            _ = shutdown.changed() => {}
+                short_of_slots = true;
+                let wait = if free == 0 {
+                    // A send that ends frees a slot.
+                    IDLE_POLL
+                } else {
+                    let claim = Claim {
+                        owner: owner.clone(),
+                        lease,
+                        limit: free,
+                        // Every channel, not only those with a connector: a route may
+                        // send the message on through another channel, and one that no
+                        // connector can send fails with `no_route` instead of waiting
+                        // forever.
+                        channels: ALL_CHANNELS.to_vec(),
+                        decide: decide.clone(),
+                    };
+                    match state.store.claim(claim).await {
+                        Ok(claimed) => {
+                            let full = claimed.len() as u32 >= free;
+                            for claimed in claimed {
+                                start(&mut in_flight, Handoff::Take(Box::new(claimed)));
+                            }
+                            if full {
+                                look = true;
+                                continue;
+                            }
+                            short_of_slots = false;
+                            match state.store.next_due(&ALL_CHANNELS).await {
+                                Ok(Some(due)) => {
+                                    let now = Utc::now().timestamp_micros();
+                                    Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
+                                        .min(IDLE_POLL)
+                                        .max(Duration::from_millis(1))
+                                }
+                                _ => IDLE_POLL,
+                            }
                         }
-                        continue;
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot take work from the outbox");
+                            IDLE_POLL
+                        }
                     }
                 };
-                let full = claimed.len() as u32 >= free;
-                for claimed in claimed {
-                    start(&mut in_flight, Handoff::Take(Box::new(claimed)));
+                next_look = tokio::time::Instant::now() + wait;
+            }
+            tokio::select! {
+                handoff = handed.recv(), if intake_open => match handoff {
+                    Some(handoff) => start(&mut in_flight, handoff),
+                    // Another dispatcher of this store took the intake over.
+                    None => intake_open = false,
+                },
+                _ = &mut notified => {
+                    notified = Box::pin(changes.notified());
+                    look = true;
                 }
-                if full {
-                    continue;
-                }
-                match state.store.next_due(&ALL_CHANNELS).await {
-                    Ok(Some(due)) => {
-                        let now = Utc::now().timestamp_micros();
-                        Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
-                            .min(IDLE_POLL)
-                            .max(Duration::from_millis(1))
-                    }
-                    _ => IDLE_POLL,
-                }
-            };
-            let woken = tokio::select! {
-                handoff = handed.recv(), if intake_open => Woken::Handed(handoff),
-                _ = notified => Woken::Look,
-                _ = in_flight.join_next(), if !in_flight.is_empty() => Woken::Look,
-                _ = tokio::time::sleep(wait) => Woken::Look,
-                _ = shutdown.changed() => Woken::Look,
-            };
-            match woken {
-                Woken::Handed(Some(handoff)) => start(&mut in_flight, handoff),
-                // Another dispatcher of this store took the intake over.
-                Woken::Handed(None) => intake_open = false,
-                Woken::Look => {}
+                _ = in_flight.join_next(), if !in_flight.is_empty() => look |= short_of_slots,
+                _ = tokio::time::sleep_until(next_look) => look = true,
+                _ = shutdown.changed() => {}
             }
         }
         // Stop taking hand-offs; once a write issued after that is answered, every
