@@ -65,6 +65,9 @@ until grep -q "REST API listening" "$work/gateway.log"; do sleep 0.1; done
 until curl -sf -H "Authorization: Bearer sk_bench_key_123" "http://127.0.0.1:$http_port/v1/connectors" | grep -q '"bound"'; do sleep 0.1; done
 rss_idle=$(ps -o rss= -p "$gateway")
 
+# The gateway's CPU time (user + system, in clock ticks) from /proc.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$gateway/stat"; }
+cpu_start=$(cpu_ticks)
 start=$(date +%s.%N)
 target/release/switchboard-bench --url "http://127.0.0.1:$http_port" --api-key sk_bench_key_123 \
     -c "$clients" -n "$n" --warmup 0 | sed 's/^/rest: /'
@@ -77,6 +80,7 @@ while :; do
     sleep 0.05
 done
 end=$(date +%s.%N)
+cpu_end=$(cpu_ticks)
 if [ "$receipts" = receipts ]; then
     until [ "$(sqlite3 "$db" "SELECT count(*) FROM messages WHERE status = 'delivered'")" -ge "$n" ]; do sleep 0.1; done
     delivered_end=$(date +%s.%N)
@@ -94,6 +98,8 @@ SELECT printf('accept->sent  p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  max %.1f ms'
   (SELECT d FROM l ORDER BY d LIMIT 1 OFFSET (SELECT n*90/100 FROM c)) / 1000.0,
   (SELECT d FROM l ORDER BY d LIMIT 1 OFFSET (SELECT n*99/100 FROM c)) / 1000.0,
   (SELECT max(d) FROM l) / 1000.0);"
+awk -v n="$n" -v t="$((cpu_end - cpu_start))" -v hz="$(getconf CLK_TCK)" -v s="$start" -v e="$end" \
+    'BEGIN { printf "gateway CPU   %.1f µs per message (%.2f cores over the run)\n", t / hz * 1e6 / n, t / hz / (e - s) }'
 echo "gateway RSS   idle ${rss_idle} KiB, peak ${peak} KiB"
 tail -n 3 "$work/smsc.log" | sed 's/^/smsc: /'
 rm -rf "$work"
