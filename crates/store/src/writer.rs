@@ -577,11 +577,11 @@ pub(crate) async fn run(
                         }
                     }
                     load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
-                    let upstream: Vec<String> = rest
+                    let upstream: Vec<(String, String)> = rest
                         .iter()
                         .flat_map(|op| match op {
-                            WriteOp::Outcome { result: AttemptResult::Accepted { upstream_id, parts, .. }, .. } => {
-                                upstream_id.iter().chain(parts.iter()).cloned().collect()
+                            WriteOp::Outcome { connector, result: AttemptResult::Accepted { upstream_id, parts, .. }, .. } => {
+                                upstream_id.iter().chain(parts.iter()).map(|id| (connector.clone(), id.clone())).collect()
                             }
                             _ => Vec::new(),
                         })
@@ -620,13 +620,16 @@ pub(crate) async fn run(
                     }
                     // Reports name their messages by upstream id.
                     if !reports.is_empty() {
-                        let upstream: Vec<String> = reports.iter().map(|(r, _)| r.upstream_id.clone()).collect();
+                        let upstream: Vec<(String, String)> =
+                            reports.iter().map(|(r, _)| (r.connector.clone(), r.upstream_id.clone())).collect();
                         load_parts!(tx, work, &upstream);
                         let mut ids: Vec<String> = work.parts.values().map(|p| p.message_id.clone()).collect();
                         ids.sort();
                         ids.dedup();
                         load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
-                        load_where!(tx, work, "upstream_id", upstream);
+                        for (connector, ids) in by_connector(&upstream) {
+                            load_where!(tx, work, Some(connector), "upstream_id", ids);
+                        }
                         for (report, reply) in reports {
                             let outcome = work.report(*report, now);
                             pending.push(Pending::Report(reply, outcome));
@@ -779,6 +782,20 @@ fn remember_sending(work: &Work, leased: &mut HashMap<String, Loaded>) {
             }
         }
     }
+}
+
+/// Upstream ids grouped by the connector they came through: every look-up by upstream
+/// id names its connector, so that it is a seek in the indexes on (connector,
+/// upstream id), not a scan of every message.
+fn by_connector(pairs: &[(String, String)]) -> std::collections::BTreeMap<&str, Vec<&str>> {
+    let mut grouped: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (connector, id) in pairs {
+        grouped
+            .entry(connector.as_str())
+            .or_default()
+            .push(id.as_str());
+    }
+    grouped
 }
 
 /// The first events of new messages, to record with them.
@@ -1110,17 +1127,33 @@ macro_rules! push_notices {
 }
 use push_notices;
 
-/// Reads the messages whose `$column` is one of `$values` (and that are not read yet)
-/// into the work.
+/// Reads the messages whose `$column` is one of `$values` (and, given a `$connector`,
+/// that went through it) that are not read yet into the work.
 macro_rules! load_where {
     ($tx:expr, $work:expr, $column:literal, $values:expr) => {{
         let values: Vec<String> = $values;
+        load_where!(
+            $tx,
+            $work,
+            None,
+            $column,
+            values.iter().map(String::as_str).collect()
+        )
+    }};
+    ($tx:expr, $work:expr, $connector:expr, $column:literal, $values:expr) => {{
+        let connector: Option<&str> = $connector;
+        let values: Vec<&str> = $values;
         for chunk in values.chunks(500) {
-            let mut q =
-                QueryBuilder::new(concat!("SELECT * FROM messages WHERE ", $column, " IN ("));
+            let mut q = QueryBuilder::new("SELECT * FROM messages WHERE ");
+            if let Some(connector) = connector {
+                q.push("connector = ");
+                q.push_bind(connector);
+                q.push(" AND ");
+            }
+            q.push(concat!($column, " IN ("));
             let mut list = q.separated(", ");
             for value in chunk {
-                list.push_bind(value.as_str());
+                list.push_bind(*value);
             }
             q.push(")");
             let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *$tx).await?;
@@ -1139,72 +1172,81 @@ macro_rules! load_where {
 }
 use load_where;
 
-/// Reads the reports kept for these upstream ids into the work.
+/// Reads the reports kept for these (connector, upstream id) pairs into the work.
 macro_rules! load_early {
     ($tx:expr, $work:expr, $upstream:expr) => {{
-        let upstream: Vec<String> = $upstream;
-        for chunk in upstream.chunks(500) {
-            let mut q = QueryBuilder::new(
-                "SELECT seq, connector, upstream_id, status, at, error_code, error_detail \
-                 FROM early_reports WHERE upstream_id IN (",
-            );
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
-            }
-            q.push(") ORDER BY seq");
-            let rows: Vec<(
-                i64,
-                String,
-                String,
-                String,
-                i64,
-                Option<String>,
-                Option<String>,
-            )> = q.build_query_as().fetch_all(&mut *$tx).await?;
-            for (seq, connector, upstream_id, status, at, error_code, error_detail) in rows {
-                $work
-                    .early
-                    .entry((connector, upstream_id))
-                    .or_default()
-                    .push(EarlyReport {
-                        seq,
-                        status,
-                        at,
-                        error_code,
-                        error_detail,
-                    });
+        let upstream: Vec<(String, String)> = $upstream;
+        for (connector, ids) in by_connector(&upstream) {
+            for chunk in ids.chunks(500) {
+                let mut q = QueryBuilder::new(
+                    "SELECT seq, connector, upstream_id, status, at, error_code, error_detail \
+                 FROM early_reports WHERE connector = ",
+                );
+                q.push_bind(connector);
+                q.push(" AND upstream_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(") ORDER BY seq");
+                let rows: Vec<(
+                    i64,
+                    String,
+                    String,
+                    String,
+                    i64,
+                    Option<String>,
+                    Option<String>,
+                )> = q.build_query_as().fetch_all(&mut *$tx).await?;
+                for (seq, connector, upstream_id, status, at, error_code, error_detail) in rows {
+                    $work
+                        .early
+                        .entry((connector, upstream_id))
+                        .or_default()
+                        .push(EarlyReport {
+                            seq,
+                            status,
+                            at,
+                            error_code,
+                            error_detail,
+                        });
+                }
             }
         }
     }};
 }
 use load_early;
 
-/// Reads every part of the multi-part messages that have a part among `$upstream`.
+/// Reads every part of the multi-part messages that have a part among `$upstream`
+/// (connector, upstream id) pairs.
 macro_rules! load_parts {
     ($tx:expr, $work:expr, $upstream:expr) => {{
-        let upstream: &Vec<String> = $upstream;
-        for chunk in upstream.chunks(500) {
-            let mut q = QueryBuilder::new(
-                "SELECT connector, upstream_id, message_id, part, status FROM upstream_parts \
-                 WHERE message_id IN (SELECT message_id FROM upstream_parts WHERE upstream_id IN (",
-            );
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
-            }
-            q.push("))");
-            let rows: Vec<(String, String, String, i64, Option<String>)> =
-                q.build_query_as().fetch_all(&mut *$tx).await?;
-            for (connector, part_id, message_id, index, status) in rows {
-                $work
-                    .parts
-                    .entry((connector, part_id))
-                    .or_insert(crate::work::Part {
-                        message_id,
-                        index,
-                        status: status.and_then(|s| s.parse().ok()),
-                    });
+        let upstream: &Vec<(String, String)> = $upstream;
+        for (connector, ids) in by_connector(upstream) {
+            for chunk in ids.chunks(500) {
+                let mut q = QueryBuilder::new(
+                    "SELECT connector, upstream_id, message_id, part, status FROM upstream_parts \
+                 WHERE message_id IN (SELECT message_id FROM upstream_parts WHERE connector = ",
+                );
+                q.push_bind(connector);
+                q.push(" AND upstream_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push("))");
+                let rows: Vec<(String, String, String, i64, Option<String>)> =
+                    q.build_query_as().fetch_all(&mut *$tx).await?;
+                for (connector, part_id, message_id, index, status) in rows {
+                    $work
+                        .parts
+                        .entry((connector, part_id))
+                        .or_insert(crate::work::Part {
+                            message_id,
+                            index,
+                            status: status.and_then(|s| s.parse().ok()),
+                        });
+                }
             }
         }
     }};
