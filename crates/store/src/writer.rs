@@ -1172,6 +1172,21 @@ macro_rules! load_where {
 }
 use load_where;
 
+/// Appends `connector = $connector AND upstream_id IN ($ids)` to `$q`.
+macro_rules! push_upstream {
+    ($q:expr, $connector:expr, $ids:expr) => {{
+        $q.push("connector = ");
+        $q.push_bind($connector);
+        $q.push(" AND upstream_id IN (");
+        let mut list = $q.separated(", ");
+        for id in $ids {
+            list.push_bind(*id);
+        }
+        $q.push(")");
+    }};
+}
+use push_upstream;
+
 /// Reads the reports kept for these (connector, upstream id) pairs into the work.
 macro_rules! load_early {
     ($tx:expr, $work:expr, $upstream:expr) => {{
@@ -1180,15 +1195,10 @@ macro_rules! load_early {
             for chunk in ids.chunks(500) {
                 let mut q = QueryBuilder::new(
                     "SELECT seq, connector, upstream_id, status, at, error_code, error_detail \
-                 FROM early_reports WHERE connector = ",
+                 FROM early_reports WHERE ",
                 );
-                q.push_bind(connector);
-                q.push(" AND upstream_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(") ORDER BY seq");
+                push_upstream!(q, connector, chunk);
+                q.push(" ORDER BY seq");
                 let rows: Vec<(
                     i64,
                     String,
@@ -1226,15 +1236,10 @@ macro_rules! load_parts {
             for chunk in ids.chunks(500) {
                 let mut q = QueryBuilder::new(
                     "SELECT connector, upstream_id, message_id, part, status FROM upstream_parts \
-                 WHERE message_id IN (SELECT message_id FROM upstream_parts WHERE connector = ",
+                 WHERE message_id IN (SELECT message_id FROM upstream_parts WHERE ",
                 );
-                q.push_bind(connector);
-                q.push(" AND upstream_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push("))");
+                push_upstream!(q, connector, chunk);
+                q.push(")");
                 let rows: Vec<(String, String, String, i64, Option<String>)> =
                     q.build_query_as().fetch_all(&mut *$tx).await?;
                 for (connector, part_id, message_id, index, status) in rows {
