@@ -492,6 +492,73 @@ on_every_backend!(parts_roll_up_into_the_message, |store: Store| async move {
     assert_eq!(status_of(&store, &id).await, MessageStatus::Delivered);
 });
 
+on_every_backend!(
+    receipts_are_matched_within_their_connector,
+    |store: Store| async move {
+        // Two connectors give the same upstream id to two messages: a receipt through one
+        // changes that connector's message only.
+        let through = |connector: &str, status| switchboard_store::Report {
+            connector: connector.into(),
+            ..report("same-id", status)
+        };
+        let up = sending(&store, message("acme", "+14155550110", "one"), "up").await;
+        let side = sending(&store, message("acme", "+14155550111", "two"), "side").await;
+        store
+            .record_outcome(&up, "up", accepted("same-id", &[]))
+            .await
+            .expect("outcome");
+        store
+            .record_outcome(&side, "side", accepted("same-id", &[]))
+            .await
+            .expect("outcome");
+        let applied = store
+            .report(through("side", MessageStatus::Undelivered))
+            .await
+            .expect("report");
+        assert_eq!(
+            applied,
+            switchboard_store::ReportOutcome::Applied(side.clone())
+        );
+        assert_eq!(status_of(&store, &up).await, MessageStatus::Sent);
+        assert_eq!(status_of(&store, &side).await, MessageStatus::Undelivered);
+        let applied = store
+            .report(through("up", MessageStatus::Delivered))
+            .await
+            .expect("report");
+        assert_eq!(
+            applied,
+            switchboard_store::ReportOutcome::Applied(up.clone())
+        );
+        assert_eq!(status_of(&store, &up).await, MessageStatus::Delivered);
+
+        // A receipt kept before its outcome waits for an outcome through its own connector,
+        // and parts are matched the same way.
+        let early = store
+            .report(switchboard_store::Report {
+                connector: "side".into(),
+                ..report("part-2", MessageStatus::Delivered)
+            })
+            .await
+            .expect("report");
+        assert_eq!(early, switchboard_store::ReportOutcome::Kept);
+        let long = sending(&store, message("acme", "+14155550112", "long"), "up").await;
+        store
+            .record_outcome(&long, "up", accepted("part-1", &["part-1", "part-2"]))
+            .await
+            .expect("outcome");
+        store
+            .report(report("part-1", MessageStatus::Delivered))
+            .await
+            .expect("report");
+        assert_eq!(status_of(&store, &long).await, MessageStatus::Sent);
+        store
+            .report(report("part-2", MessageStatus::Delivered))
+            .await
+            .expect("report");
+        assert_eq!(status_of(&store, &long).await, MessageStatus::Delivered);
+    }
+);
+
 on_every_backend!(notices_for_a_channel_session, |store: Store| async move {
     store
         .register_notice_recipient("smpp:carrier1", "acme")
