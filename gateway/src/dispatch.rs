@@ -270,6 +270,8 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
                 } else {
                     state.connectors.free_slots().min(config.batch as usize) as u32
                 };
+                // Until a claim shows there is nothing more due, a send that ends
+                // (freeing a slot) is a reason to look again.
                 short_of_slots = true;
                 let wait = if free == 0 {
                     // A send that ends frees a slot.

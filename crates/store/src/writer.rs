@@ -627,9 +627,7 @@ pub(crate) async fn run(
                         ids.sort();
                         ids.dedup();
                         load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
-                        for (connector, ids) in by_connector(&upstream) {
-                            load_where!(tx, work, Some(connector), "upstream_id", ids);
-                        }
+                        load_upstream!(tx, work, &upstream);
                         for (report, reply) in reports {
                             let outcome = work.report(*report, now);
                             pending.push(Pending::Report(reply, outcome));
@@ -1127,50 +1125,58 @@ macro_rules! push_notices {
 }
 use push_notices;
 
-/// Reads the messages whose `$column` is one of `$values` (and, given a `$connector`,
-/// that went through it) that are not read yet into the work.
+/// Reads the messages whose `$column` is one of `$values` (and that are not read yet)
+/// into the work.
 macro_rules! load_where {
     ($tx:expr, $work:expr, $column:literal, $values:expr) => {{
         let values: Vec<String> = $values;
-        load_where!(
-            $tx,
-            $work,
-            None,
-            $column,
-            values.iter().map(String::as_str).collect()
-        )
-    }};
-    ($tx:expr, $work:expr, $connector:expr, $column:literal, $values:expr) => {{
-        let connector: Option<&str> = $connector;
-        let values: Vec<&str> = $values;
         for chunk in values.chunks(500) {
-            let mut q = QueryBuilder::new("SELECT * FROM messages WHERE ");
-            if let Some(connector) = connector {
-                q.push("connector = ");
-                q.push_bind(connector);
-                q.push(" AND ");
-            }
-            q.push(concat!($column, " IN ("));
+            let mut q =
+                QueryBuilder::new(concat!("SELECT * FROM messages WHERE ", $column, " IN ("));
             let mut list = q.separated(", ");
             for value in chunk {
-                list.push_bind(*value);
+                list.push_bind(value.as_str());
             }
             q.push(")");
-            let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&mut *$tx).await?;
-            for row in rows {
-                if $work.loaded.contains_key(&row.id) {
-                    continue;
-                }
-                let step = usize::try_from(row.failover_step).unwrap_or_default();
-                let message = row.into_message()?;
-                $work
-                    .loaded
-                    .insert(message.id.to_string(), Loaded { message, step });
-            }
+            load_rows!($tx, $work, q);
         }
     }};
 }
 use load_where;
+
+/// Reads the messages that these (connector, upstream id) pairs name (and that are not
+/// read yet) into the work.
+macro_rules! load_upstream {
+    ($tx:expr, $work:expr, $upstream:expr) => {{
+        let upstream: &Vec<(String, String)> = $upstream;
+        for (connector, ids) in by_connector(upstream) {
+            for chunk in ids.chunks(500) {
+                let mut q = QueryBuilder::new("SELECT * FROM messages WHERE ");
+                push_upstream!(q, connector, chunk);
+                load_rows!($tx, $work, q);
+            }
+        }
+    }};
+}
+use load_upstream;
+
+/// Runs `$q`, a select of message rows, and keeps those not read yet in the work.
+macro_rules! load_rows {
+    ($tx:expr, $work:expr, $q:expr) => {{
+        let rows: Vec<MessageRow> = $q.build_query_as().fetch_all(&mut *$tx).await?;
+        for row in rows {
+            if $work.loaded.contains_key(&row.id) {
+                continue;
+            }
+            let step = usize::try_from(row.failover_step).unwrap_or_default();
+            let message = row.into_message()?;
+            $work
+                .loaded
+                .insert(message.id.to_string(), Loaded { message, step });
+        }
+    }};
+}
+use load_rows;
 
 /// Appends `connector = $connector AND upstream_id IN ($ids)` to `$q`.
 macro_rules! push_upstream {

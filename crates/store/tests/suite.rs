@@ -495,66 +495,53 @@ on_every_backend!(parts_roll_up_into_the_message, |store: Store| async move {
 on_every_backend!(
     receipts_are_matched_within_their_connector,
     |store: Store| async move {
+        use switchboard_store::ReportOutcome::{Applied, Kept};
+        // A receipt for `upstream` through `connector`.
+        async fn through(
+            store: &Store,
+            connector: &str,
+            upstream: &str,
+            status: MessageStatus,
+        ) -> switchboard_store::ReportOutcome {
+            store
+                .report(switchboard_store::Report {
+                    connector: connector.into(),
+                    ..report(upstream, status)
+                })
+                .await
+                .expect("report")
+        }
+
         // Two connectors give the same upstream id to two messages: a receipt through one
         // changes that connector's message only.
-        let through = |connector: &str, status| switchboard_store::Report {
-            connector: connector.into(),
-            ..report("same-id", status)
-        };
         let up = sending(&store, message("acme", "+14155550110", "one"), "up").await;
         let side = sending(&store, message("acme", "+14155550111", "two"), "side").await;
-        store
-            .record_outcome(&up, "up", accepted("same-id", &[]))
-            .await
-            .expect("outcome");
-        store
-            .record_outcome(&side, "side", accepted("same-id", &[]))
-            .await
-            .expect("outcome");
-        let applied = store
-            .report(through("side", MessageStatus::Undelivered))
-            .await
-            .expect("report");
-        assert_eq!(
-            applied,
-            switchboard_store::ReportOutcome::Applied(side.clone())
-        );
+        for (id, connector) in [(&up, "up"), (&side, "side")] {
+            store
+                .record_outcome(id, connector, accepted("same-id", &[]))
+                .await
+                .expect("outcome");
+        }
+        let applied = through(&store, "side", "same-id", MessageStatus::Undelivered).await;
+        assert_eq!(applied, Applied(side.clone()));
         assert_eq!(status_of(&store, &up).await, MessageStatus::Sent);
         assert_eq!(status_of(&store, &side).await, MessageStatus::Undelivered);
-        let applied = store
-            .report(through("up", MessageStatus::Delivered))
-            .await
-            .expect("report");
-        assert_eq!(
-            applied,
-            switchboard_store::ReportOutcome::Applied(up.clone())
-        );
+        let applied = through(&store, "up", "same-id", MessageStatus::Delivered).await;
+        assert_eq!(applied, Applied(up.clone()));
         assert_eq!(status_of(&store, &up).await, MessageStatus::Delivered);
 
         // A receipt kept before its outcome waits for an outcome through its own connector,
         // and parts are matched the same way.
-        let early = store
-            .report(switchboard_store::Report {
-                connector: "side".into(),
-                ..report("part-2", MessageStatus::Delivered)
-            })
-            .await
-            .expect("report");
-        assert_eq!(early, switchboard_store::ReportOutcome::Kept);
+        let early = through(&store, "side", "part-2", MessageStatus::Delivered).await;
+        assert_eq!(early, Kept);
         let long = sending(&store, message("acme", "+14155550112", "long"), "up").await;
         store
             .record_outcome(&long, "up", accepted("part-1", &["part-1", "part-2"]))
             .await
             .expect("outcome");
-        store
-            .report(report("part-1", MessageStatus::Delivered))
-            .await
-            .expect("report");
+        through(&store, "up", "part-1", MessageStatus::Delivered).await;
         assert_eq!(status_of(&store, &long).await, MessageStatus::Sent);
-        store
-            .report(report("part-2", MessageStatus::Delivered))
-            .await
-            .expect("report");
+        through(&store, "up", "part-2", MessageStatus::Delivered).await;
         assert_eq!(status_of(&store, &long).await, MessageStatus::Delivered);
     }
 );
