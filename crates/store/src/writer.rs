@@ -493,6 +493,7 @@ pub(crate) async fn run(
                     for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
                         push_insert_chunk!(conn, q, chunk, owner, &leases, true);
                     }
+                    push_events!(conn, q, first_events(&inserts), true);
                     if !keys.is_empty() {
                         push_keys!(q, keys);
                         q.push("; ");
@@ -547,15 +548,19 @@ pub(crate) async fn run(
                     // On SQLite, take the write lock at BEGIN: the webhook bookkeeping writes
                     // through other connections, and a deferred transaction that has read
                     // cannot wait for the lock once another connection has written. The new
-                    // messages go with it, in one script whose shape depends on their number
-                    // alone.
-                    let mut q = QueryBuilder::new(if one_trip { "BEGIN IMMEDIATE; " } else { "" });
+                    // messages go with it, in a script that waits in `q` until a read needs
+                    // them written (see `write_pending`): in the usual batch, new messages
+                    // and outcomes of leased ones, none does, and the whole transaction is
+                    // one hand-off to the driver's thread. Their first events are recorded
+                    // with the batch's other events, in the same statements.
+                    let mut q = QueryBuilder::new("");
+                    if one_trip {
+                        q.push("BEGIN IMMEDIATE; ");
+                    }
                     for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
                         push_insert_chunk!(tx, q, chunk, owner, &leases, one_trip);
                     }
-                    if one_trip {
-                        q.build().execute(&mut *tx).await?;
-                    }
+                    work.events = first_events(&inserts);
                     new_rows = inserts.len();
                     inserts.clear();
                     // Cancels and outcomes name their messages: read them all at once,
@@ -576,7 +581,11 @@ pub(crate) async fn run(
                             }
                         }
                     }
-                    load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
+                    let ids: Vec<String> = ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect();
+                    if !ids.is_empty() {
+                        write_pending!(tx, q);
+                        load_where!(tx, work, "id", ids);
+                    }
                     let upstream: Vec<(String, String)> = rest
                         .iter()
                         .flat_map(|op| match op {
@@ -587,12 +596,14 @@ pub(crate) async fn run(
                         })
                         .collect();
                     if one_trip && early_kept.is_none() {
+                        write_pending!(tx, q);
                         let (kept,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM early_reports")
                             .fetch_one(&mut *tx)
                             .await?;
                         early_kept = Some(kept);
                     }
-                    if early_kept != Some(0) {
+                    if early_kept != Some(0) && !upstream.is_empty() {
+                        write_pending!(tx, q);
                         load_early!(tx, work, upstream);
                     }
                     let mut reports = Vec::new();
@@ -620,6 +631,7 @@ pub(crate) async fn run(
                     }
                     // Reports name their messages by upstream id.
                     if !reports.is_empty() {
+                        write_pending!(tx, q);
                         let upstream: Vec<(String, String)> =
                             reports.iter().map(|(r, _)| (r.connector.clone(), r.upstream_id.clone())).collect();
                         load_parts!(tx, work, &upstream);
@@ -635,8 +647,8 @@ pub(crate) async fn run(
                     }
                     // Claims read the outbox: write what is decided so far first.
                     for (claim, reply) in claims {
+                        write_pending!(tx, q);
                         if !work.is_clean() {
-                            let mut q = QueryBuilder::new("");
                             flush_work!(tx, work, q, false);
                             wake |= work.leaves_for_claim();
                             early_delta += work.early_balance();
@@ -655,22 +667,13 @@ pub(crate) async fn run(
                     // the usual batch, the outcomes' updates, outbox deletes, history and
                     // fan-out, a shape that depends on their number alone and stays
                     // prepared); on PostgreSQL one statement at a time.
-                    let mut q = QueryBuilder::new("");
                     flush_work!(tx, work, q, one_trip);
                     wake |= work.leaves_for_claim();
                     early_delta += work.early_balance();
                     if one_trip {
                         remember_sending(&work, &mut leased);
                     }
-                    for chunk in work.events.chunks(ROWS_PER_STATEMENT) {
-                        push_history!(q, chunk);
-                        end_statement!(tx, q, one_trip);
-                        push_fanout!(q, chunk);
-                        end_statement!(tx, q, one_trip);
-                        if push_notices!(q, chunk) {
-                            end_statement!(tx, q, one_trip);
-                        }
-                    }
+                    push_events!(tx, q, work.events, one_trip);
                     if !keys.is_empty() {
                         push_keys!(q, keys);
                         end_statement!(tx, q, one_trip);
@@ -1029,9 +1032,9 @@ macro_rules! end_statement {
 }
 use end_statement;
 
-/// Writes one chunk of new messages: their rows, their outbox rows, and their first
-/// events with the events' fan-out and notices, each statement ended with
-/// [`end_statement`] (so in a script, `$q` holds them all afterwards).
+/// Writes one chunk of new messages: their rows and their outbox rows, each statement
+/// ended with [`end_statement`] (so in a script, `$q` holds them all afterwards). Their
+/// first events are the caller's to record, with [`push_events`].
 macro_rules! push_insert_chunk {
     ($tx:expr, $q:expr, $chunk:expr, $owner:expr, $leases:expr, $script:expr) => {{
         let chunk: &[Box<NewMessage>] = $chunk;
@@ -1040,19 +1043,38 @@ macro_rules! push_insert_chunk {
         if push_outbox!($q, chunk, $owner, $leases) {
             end_statement!($tx, $q, $script);
         }
-        let events = first_events(chunk);
-        if !events.is_empty() {
-            push_history!($q, events);
+    }};
+}
+use push_insert_chunk;
+
+/// Records `$events`: their history rows, webhook fan-out and notices, a chunk of rows
+/// per statement, each ended with [`end_statement`].
+macro_rules! push_events {
+    ($tx:expr, $q:expr, $events:expr, $script:expr) => {{
+        for chunk in $events.chunks(ROWS_PER_STATEMENT) {
+            push_history!($q, chunk);
             end_statement!($tx, $q, $script);
-            push_fanout!($q, events);
+            push_fanout!($q, chunk);
             end_statement!($tx, $q, $script);
-            if push_notices!($q, events) {
+            if push_notices!($q, chunk) {
                 end_statement!($tx, $q, $script);
             }
         }
     }};
 }
-use push_insert_chunk;
+use push_events;
+
+/// Runs what waits in `$q`, a script begun on SQLite, before a read: the read then sees
+/// it, inside the transaction. Nothing on PostgreSQL, where each statement has run.
+macro_rules! write_pending {
+    ($tx:expr, $q:expr) => {{
+        if !$q.sql().as_str().is_empty() {
+            $q.build().execute(&mut *$tx).await?;
+            $q.reset();
+        }
+    }};
+}
+use write_pending;
 
 /// Appends the history rows of `$events` to `$q`.
 macro_rules! push_history {
