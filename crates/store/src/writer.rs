@@ -464,247 +464,201 @@ pub(crate) async fn run(
             // index up to date.
             let mut new_rows = 0usize;
             let mut indexed = false;
-            let script = one_trip && todo.iter().all(|op| matches!(op, WriteOp::Insert(..)));
-            let result = if script {
-                // A batch of inserts on SQLite: the whole transaction is one script, one
-                // hand-off to the driver's thread. Keys are looked up first, outside the
-                // transaction: this writer is the only writer of messages and keys, so
-                // what it reads stays true until its commit.
-                async {
-                    let mut inserts: Vec<Box<NewMessage>> = Vec::new();
-                    let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
-                    while let Some(WriteOp::Insert(new, reply)) = todo.pop_front() {
-                        let outcome = classify_insert!(&mut *conn, &new, &mut keys);
-                        if outcome == InsertOutcome::Created {
-                            inserts.push(new);
-                        }
-                        pending.push(Pending::Insert(reply, outcome));
-                    }
-                    let leases = match &intake {
-                        Some(intake) => {
-                            let (taken, leases) = hand_off(intake, &mut inserts, to_micros(Utc::now()));
-                            handed = taken;
-                            leases
-                        }
-                        None => HashMap::new(),
-                    };
-                    wake = left_for_claim(&inserts, &leases);
-                    let mut q = QueryBuilder::new("BEGIN IMMEDIATE; ");
-                    for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
-                        push_insert_chunk!(conn, q, chunk, owner, &leases, true);
-                    }
-                    push_events!(conn, q, first_events(&inserts), true);
-                    if !keys.is_empty() {
-                        push_keys!(q, keys);
-                        q.push("; ");
-                    }
-                    new_rows = inserts.len();
-                    indexed = push_text_index!(q, false, unindexed + new_rows);
-                    q.push("COMMIT");
-                    if let Err(error) = q.build().execute(&mut *conn).await {
-                        // The script may have stopped inside its transaction.
-                        let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
-                        return Err(error.into());
-                    }
-                    Ok::<bool, StoreError>(true)
+            let result = async {
+                let tx = &mut *conn;
+                // On PostgreSQL the transaction begins here. On SQLite it begins with the
+                // first write, in the same script (one hand-off to the driver's thread
+                // fewer). Keys are looked up before it, outside the transaction: this
+                // writer is the only writer of messages and keys, so what it reads stays
+                // true until its commit.
+                if !one_trip {
+                    sqlx::Executor::execute(&mut *tx, "BEGIN").await?;
                 }
-                .await
-            } else {
-                let result = async {
-                    let tx = &mut *conn;
-                    // On PostgreSQL the transaction begins here. On SQLite it begins with the
-                    // first write, in the same script (one hand-off to the driver's thread
-                    // fewer); the keys are looked up before it, as in a batch of inserts.
-                    if !one_trip {
-                        sqlx::Executor::execute(&mut *tx, "BEGIN").await?;
-                    }
-                    let now = to_micros(Utc::now());
-                    let mut work = Work::default();
-                    let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
-                    // Inserts first: what follows in the batch may refer to them.
-                    let mut inserts: Vec<Box<NewMessage>> = Vec::new();
-                    let mut rest = Vec::new();
-                    while let Some(op) = todo.pop_front() {
-                        match op {
-                            WriteOp::Insert(new, reply) => {
-                                let outcome = classify_insert!(&mut *tx, &new, &mut keys);
-                                if outcome == InsertOutcome::Created {
-                                    inserts.push(new);
-                                }
-                                pending.push(Pending::Insert(reply, outcome));
+                let now = to_micros(Utc::now());
+                let mut work = Work::default();
+                let mut keys: HashMap<(String, String), (String, String, String)> = HashMap::new();
+                // Inserts first: what follows in the batch may refer to them.
+                let mut inserts: Vec<Box<NewMessage>> = Vec::new();
+                let mut rest = Vec::new();
+                while let Some(op) = todo.pop_front() {
+                    match op {
+                        WriteOp::Insert(new, reply) => {
+                            let outcome = classify_insert!(&mut *tx, &new, &mut keys);
+                            if outcome == InsertOutcome::Created {
+                                inserts.push(new);
                             }
-                            other => rest.push(other),
+                            pending.push(Pending::Insert(reply, outcome));
                         }
+                        other => rest.push(other),
                     }
-                    let leases = match &intake {
-                        Some(intake) => {
-                            let (taken, leases) = hand_off(intake, &mut inserts, now);
-                            handed = taken;
-                            leases
-                        }
-                        None => HashMap::new(),
-                    };
-                    wake = left_for_claim(&inserts, &leases);
-                    // On SQLite, take the write lock at BEGIN: the webhook bookkeeping writes
-                    // through other connections, and a deferred transaction that has read
-                    // cannot wait for the lock once another connection has written. The new
-                    // messages go with it, in a script that waits in `q` until a read needs
-                    // them written (see `write_pending`): in the usual batch, new messages
-                    // and outcomes of leased ones, none does, and the whole transaction is
-                    // one hand-off to the driver's thread. Their first events are recorded
-                    // with the batch's other events, in the same statements.
-                    let mut q = QueryBuilder::new("");
-                    if one_trip {
-                        q.push("BEGIN IMMEDIATE; ");
-                    }
-                    for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
-                        push_insert_chunk!(tx, q, chunk, owner, &leases, one_trip);
-                    }
-                    work.events = first_events(&inserts);
-                    new_rows = inserts.len();
-                    inserts.clear();
-                    // Cancels and outcomes name their messages: read them all at once,
-                    // with the reports kept for the upstream ids the outcomes bring.
-                    let ids: Vec<String> = rest
-                        .iter()
-                        .filter_map(|op| match op {
-                            WriteOp::Cancel { id, .. } | WriteOp::Outcome { id, .. } => Some(id.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    if one_trip {
-                        for op in &rest {
-                            if let WriteOp::Outcome { id, .. } = op
-                                && let Some(loaded) = leased.remove(id)
-                            {
-                                work.loaded.insert(id.clone(), loaded);
-                            }
-                        }
-                    }
-                    let ids: Vec<String> = ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect();
-                    if !ids.is_empty() {
-                        write_pending!(tx, q);
-                        load_where!(tx, work, "id", ids);
-                    }
-                    let upstream: Vec<(String, String)> = rest
-                        .iter()
-                        .flat_map(|op| match op {
-                            WriteOp::Outcome { connector, result: AttemptResult::Accepted { upstream_id, parts, .. }, .. } => {
-                                upstream_id.iter().chain(parts.iter()).map(|id| (connector.clone(), id.clone())).collect()
-                            }
-                            _ => Vec::new(),
-                        })
-                        .collect();
-                    if one_trip && early_kept.is_none() {
-                        write_pending!(tx, q);
-                        let (kept,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM early_reports")
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        early_kept = Some(kept);
-                    }
-                    if early_kept != Some(0) && !upstream.is_empty() {
-                        write_pending!(tx, q);
-                        load_early!(tx, work, upstream);
-                    }
-                    let mut reports = Vec::new();
-                    let mut claims = Vec::new();
-                    for op in rest {
-                        match op {
-                            WriteOp::Cancel { tenant, id, detail, reply } => {
-                                let outcome = work.cancel(&tenant, &id, detail, now);
-                                pending.push(Pending::Cancel(reply, outcome));
-                            }
-                            WriteOp::Outcome { id, connector, result, reply } => {
-                                work.outcome(&id, &connector, result, now);
-                                pending.push(Pending::Outcome(reply));
-                            }
-                            WriteOp::Report(report, reply) => reports.push((report, reply)),
-                            WriteOp::Claim(claim, reply) => claims.push((claim, reply)),
-                            WriteOp::IndexText(reply) => {
-                                // Only SQLite indexes in bulk; PostgreSQL's index is
-                                // always up to date.
-                                indexed |= one_trip;
-                                pending.push(Pending::Indexed(reply));
-                            }
-                            WriteOp::Insert(..) => {}
-                        }
-                    }
-                    // Reports name their messages by upstream id.
-                    if !reports.is_empty() {
-                        write_pending!(tx, q);
-                        let upstream: Vec<(String, String)> =
-                            reports.iter().map(|(r, _)| (r.connector.clone(), r.upstream_id.clone())).collect();
-                        load_parts!(tx, work, &upstream);
-                        let mut ids: Vec<String> = work.parts.values().map(|p| p.message_id.clone()).collect();
-                        ids.sort();
-                        ids.dedup();
-                        load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
-                        load_upstream!(tx, work, &upstream);
-                        for (report, reply) in reports {
-                            let outcome = work.report(*report, now);
-                            pending.push(Pending::Report(reply, outcome));
-                        }
-                    }
-                    // Claims read the outbox: write what is decided so far first.
-                    for (claim, reply) in claims {
-                        write_pending!(tx, q);
-                        if !work.is_clean() {
-                            flush_work!(tx, work, q, false);
-                            wake |= work.leaves_for_claim();
-                            early_delta += work.early_balance();
-                            if one_trip {
-                                remember_sending(&work, &mut leased);
-                            }
-                            work = Work { events: std::mem::take(&mut work.events), ..Work::default() };
-                        }
-                        let due = select_due!(tx, &claim, now, postgres);
-                        let ids: Vec<String> = due.iter().map(|(id, _, _)| id.clone()).collect();
-                        load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
-                        let claimed = work.claim(&claim, due, now);
-                        pending.push(Pending::Claim(reply, claimed));
-                    }
-                    // The rest of the transaction, to its COMMIT: on SQLite one script (in
-                    // the usual batch, the outcomes' updates, outbox deletes, history and
-                    // fan-out, a shape that depends on their number alone and stays
-                    // prepared); on PostgreSQL one statement at a time.
-                    flush_work!(tx, work, q, one_trip);
-                    wake |= work.leaves_for_claim();
-                    early_delta += work.early_balance();
-                    if one_trip {
-                        remember_sending(&work, &mut leased);
-                    }
-                    push_events!(tx, q, work.events, one_trip);
-                    if !keys.is_empty() {
-                        push_keys!(q, keys);
-                        end_statement!(tx, q, one_trip);
-                    }
-                    // Whether anything changed that others wait for: a claim that took
-                    // nothing and decided nothing is not announced, or the dispatcher
-                    // would wake itself with its own empty claim.
-                    let changed = !work.events.is_empty()
-                        || pending.iter().any(|p| !matches!(p, Pending::Claim(..) | Pending::Indexed(..)));
-                    if postgres && changed {
-                        // Wake the dispatchers of other instances sharing this database
-                        // (delivered when, and only if, the transaction commits).
-                        sqlx::query("SELECT pg_notify($1, '')")
-                            .bind(CHANGES_CHANNEL)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if one_trip {
-                        indexed = push_text_index!(q, indexed, unindexed + new_rows);
-                    }
-                    q.push("COMMIT");
-                    q.build().execute(&mut *tx).await?;
-                    Ok::<bool, StoreError>(changed)
                 }
-                .await;
-                if result.is_err() {
-                    // The transaction may have stopped half way.
-                    let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+                let leases = match &intake {
+                    Some(intake) => {
+                        let (taken, leases) = hand_off(intake, &mut inserts, now);
+                        handed = taken;
+                        leases
+                    }
+                    None => HashMap::new(),
+                };
+                wake = left_for_claim(&inserts, &leases);
+                // On SQLite, take the write lock at BEGIN: the webhook bookkeeping writes
+                // through other connections, and a deferred transaction that has read
+                // cannot wait for the lock once another connection has written. The new
+                // messages go with it, in a script that waits in `q` until a read needs
+                // them written (see `write_pending`): in the usual batch (new messages,
+                // and outcomes of leased ones) none does, and the whole transaction is
+                // one hand-off to the driver's thread. Their first events are recorded
+                // with the batch's other events, in the same statements.
+                let mut q = QueryBuilder::new("");
+                if one_trip {
+                    q.push("BEGIN IMMEDIATE; ");
                 }
-                result
-            };
+                for chunk in inserts.chunks(ROWS_PER_STATEMENT) {
+                    push_insert_chunk!(tx, q, chunk, owner, &leases, one_trip);
+                }
+                work.events = first_events(&inserts);
+                new_rows = inserts.len();
+                inserts.clear();
+                // Cancels and outcomes name their messages: read them all at once,
+                // with the reports kept for the upstream ids the outcomes bring.
+                let ids: Vec<String> = rest
+                    .iter()
+                    .filter_map(|op| match op {
+                        WriteOp::Cancel { id, .. } | WriteOp::Outcome { id, .. } => Some(id.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if one_trip {
+                    for op in &rest {
+                        if let WriteOp::Outcome { id, .. } = op
+                            && let Some(loaded) = leased.remove(id)
+                        {
+                            work.loaded.insert(id.clone(), loaded);
+                        }
+                    }
+                }
+                let ids: Vec<String> = ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect();
+                if !ids.is_empty() {
+                    write_pending!(tx, q);
+                    load_where!(tx, work, "id", ids);
+                }
+                let upstream: Vec<(String, String)> = rest
+                    .iter()
+                    .flat_map(|op| match op {
+                        WriteOp::Outcome { connector, result: AttemptResult::Accepted { upstream_id, parts, .. }, .. } => {
+                            upstream_id.iter().chain(parts.iter()).map(|id| (connector.clone(), id.clone())).collect()
+                        }
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                if one_trip && early_kept.is_none() {
+                    write_pending!(tx, q);
+                    let (kept,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM early_reports")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    early_kept = Some(kept);
+                }
+                if early_kept != Some(0) && !upstream.is_empty() {
+                    write_pending!(tx, q);
+                    load_early!(tx, work, upstream);
+                }
+                let mut reports = Vec::new();
+                let mut claims = Vec::new();
+                for op in rest {
+                    match op {
+                        WriteOp::Cancel { tenant, id, detail, reply } => {
+                            let outcome = work.cancel(&tenant, &id, detail, now);
+                            pending.push(Pending::Cancel(reply, outcome));
+                        }
+                        WriteOp::Outcome { id, connector, result, reply } => {
+                            work.outcome(&id, &connector, result, now);
+                            pending.push(Pending::Outcome(reply));
+                        }
+                        WriteOp::Report(report, reply) => reports.push((report, reply)),
+                        WriteOp::Claim(claim, reply) => claims.push((claim, reply)),
+                        WriteOp::IndexText(reply) => {
+                            // Only SQLite indexes in bulk; PostgreSQL's index is
+                            // always up to date.
+                            indexed |= one_trip;
+                            pending.push(Pending::Indexed(reply));
+                        }
+                        WriteOp::Insert(..) => {}
+                    }
+                }
+                // Reports name their messages by upstream id.
+                if !reports.is_empty() {
+                    write_pending!(tx, q);
+                    let upstream: Vec<(String, String)> =
+                        reports.iter().map(|(r, _)| (r.connector.clone(), r.upstream_id.clone())).collect();
+                    load_parts!(tx, work, &upstream);
+                    let mut ids: Vec<String> = work.parts.values().map(|p| p.message_id.clone()).collect();
+                    ids.sort();
+                    ids.dedup();
+                    load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
+                    load_upstream!(tx, work, &upstream);
+                    for (report, reply) in reports {
+                        let outcome = work.report(*report, now);
+                        pending.push(Pending::Report(reply, outcome));
+                    }
+                }
+                // Claims read the outbox: write what is decided so far first.
+                for (claim, reply) in claims {
+                    write_pending!(tx, q);
+                    if !work.is_clean() {
+                        flush_work!(tx, work, q, false);
+                        wake |= work.leaves_for_claim();
+                        early_delta += work.early_balance();
+                        if one_trip {
+                            remember_sending(&work, &mut leased);
+                        }
+                        work = Work { events: std::mem::take(&mut work.events), ..Work::default() };
+                    }
+                    let due = select_due!(tx, &claim, now, postgres);
+                    let ids: Vec<String> = due.iter().map(|(id, _, _)| id.clone()).collect();
+                    load_where!(tx, work, "id", ids.into_iter().filter(|id| !work.loaded.contains_key(id)).collect());
+                    let claimed = work.claim(&claim, due, now);
+                    pending.push(Pending::Claim(reply, claimed));
+                }
+                // The rest of the transaction, to its COMMIT: on SQLite one script (in
+                // the usual batch, the outcomes' updates, outbox deletes, history and
+                // fan-out, a shape that depends on their number alone and stays
+                // prepared); on PostgreSQL one statement at a time.
+                flush_work!(tx, work, q, one_trip);
+                wake |= work.leaves_for_claim();
+                early_delta += work.early_balance();
+                if one_trip {
+                    remember_sending(&work, &mut leased);
+                }
+                push_events!(tx, q, work.events, one_trip);
+                if !keys.is_empty() {
+                    push_keys!(q, keys);
+                    end_statement!(tx, q, one_trip);
+                }
+                // Whether anything changed that others wait for: a claim that took
+                // nothing and decided nothing is not announced, or the dispatcher
+                // would wake itself with its own empty claim.
+                let changed = !work.events.is_empty()
+                    || pending.iter().any(|p| !matches!(p, Pending::Claim(..) | Pending::Indexed(..)));
+                if postgres && changed {
+                    // Wake the dispatchers of other instances sharing this database
+                    // (delivered when, and only if, the transaction commits).
+                    sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(CHANGES_CHANNEL)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if one_trip {
+                    indexed = push_text_index!(q, indexed, unindexed + new_rows);
+                }
+                q.push("COMMIT");
+                q.build().execute(&mut *tx).await?;
+                Ok::<bool, StoreError>(changed)
+            }
+            .await;
+            if result.is_err() {
+                // The transaction may have stopped half way.
+                let _ = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await;
+            }
             match result {
                 Ok(changed) => {
                     held = Some(conn);
