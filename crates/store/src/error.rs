@@ -9,6 +9,9 @@ pub enum StoreError {
     /// The database refused or failed an operation.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite refused or failed a statement the writer ran on a connection's handle.
+    #[error("database error: {0}")]
+    Sqlite(String),
     /// The schema could not be brought up to date.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

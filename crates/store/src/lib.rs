@@ -11,6 +11,7 @@ mod channels;
 mod error;
 mod listing;
 mod rows;
+mod script;
 mod time;
 mod webhooks;
 mod work;

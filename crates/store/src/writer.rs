@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::StoreError;
 use crate::backend::{Pool, on_pool};
 use crate::rows::{MessageRow, to_json};
+use crate::script::{Script, ScriptPool};
 use crate::time::{from_micros, to_micros};
 use crate::work::{EarlyReport, Loaded, OutboxOp, Work};
 
@@ -399,8 +400,8 @@ pub(crate) async fn run(
     max_batch: usize,
     signals: Signals,
 ) {
-    // SQLite's driver runs on a thread of its own: there, a batch of inserts goes as
-    // one script (see below).
+    // On SQLite a transaction's writes go as one script, run on this thread through
+    // the connection's handle (see `script`); reads still go through the driver.
     let one_trip = matches!(pool, Pool::Sqlite(_));
     let postgres = matches!(pool, Pool::Postgres(_));
     // On SQLite this writer is the only one that changes a message once it is past
@@ -419,6 +420,9 @@ pub(crate) async fn run(
         // The writer holds its connection from batch to batch: going back to the pool
         // between batches costs a task hand-off each time.
         let mut held = None;
+        // The transaction's statements: kept from batch to batch, with the statements
+        // prepared for them (see `script`).
+        let mut q = p.script();
         let mut last_batch = 0;
         while queue.recv_many(&mut ops, max_batch).await > 0 {
             // Fewer writes than last time: under load, more are on their way. Give the
@@ -467,7 +471,7 @@ pub(crate) async fn run(
             let result = async {
                 let tx = &mut *conn;
                 // On PostgreSQL the transaction begins here. On SQLite it begins with the
-                // first write, in the same script (one hand-off to the driver's thread
+                // first write, in the same script (one hand-off of the handle
                 // fewer). Keys are looked up before it, outside the transaction: this
                 // writer is the only writer of messages and keys, so what it reads stays
                 // true until its commit.
@@ -507,9 +511,9 @@ pub(crate) async fn run(
                 // messages go with it, in a script that waits in `q` until a read needs
                 // them written (see `write_pending`): in the usual batch (new messages,
                 // and outcomes of leased ones) none does, and the whole transaction is
-                // one hand-off to the driver's thread. Their first events are recorded
+                // one hand-off of the handle. Their first events are recorded
                 // with the batch's other events, in the same statements.
-                let mut q = QueryBuilder::new("");
+                q.reset();
                 if one_trip {
                     q.push("BEGIN IMMEDIATE; ");
                 }
@@ -651,7 +655,7 @@ pub(crate) async fn run(
                     indexed = push_text_index!(q, indexed, unindexed + new_rows);
                 }
                 q.push("COMMIT");
-                q.build().execute(&mut *tx).await?;
+                q.run(&mut *tx).await?;
                 Ok::<bool, StoreError>(changed)
             }
             .await;
@@ -708,10 +712,14 @@ pub(crate) async fn run(
                     if sqlx::Connection::ping(&mut *conn).await.is_ok() {
                         held = Some(conn);
                     } else {
+                        q.release(&mut conn).await;
                         conn.close_on_drop();
                     }
                 }
             }
+        }
+        if let Some(mut conn) = held {
+            q.release(&mut conn).await;
         }
     });
 }
@@ -979,8 +987,7 @@ macro_rules! end_statement {
         if $script {
             $q.push("; ");
         } else {
-            $q.build().execute(&mut *$tx).await?;
-            $q.reset();
+            $q.run(&mut *$tx).await?;
         }
     }};
 }
@@ -1022,9 +1029,8 @@ use push_events;
 /// it, inside the transaction. Nothing on PostgreSQL, where each statement has run.
 macro_rules! write_pending {
     ($tx:expr, $q:expr) => {{
-        if !$q.sql().as_str().is_empty() {
-            $q.build().execute(&mut *$tx).await?;
-            $q.reset();
+        if $q.has_statements() {
+            $q.run(&mut *$tx).await?;
         }
     }};
 }
