@@ -20,7 +20,9 @@ use switchboard_adapter::{
 use switchboard_model::address::ALL_CHANNELS;
 use switchboard_model::{Address, Channel, Direction, Message};
 use switchboard_router::{AddressBook, Decision, RouteRequest, RouteTable};
-use switchboard_store::{AttemptResult, Claim, Claimed, Dispatch, Handoff, Intake, Report, Store};
+use switchboard_store::{
+    AttemptResult, Claim, Claimed, Decide, Dispatch, Handoff, Intake, Report, Store,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -115,6 +117,38 @@ fn through(
         }
         // Configured but down (or its adapter is not running): it waits.
         _ => Dispatch::Wait(CONNECTOR_DOWN_WAIT),
+    }
+}
+
+/// The router of one claim, and the messages it took a send slot for (see [`through`]).
+fn recording(decide: &Decide) -> (Decide, Arc<std::sync::Mutex<Vec<String>>>) {
+    let routed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (inner, log) = (decide.clone(), routed.clone());
+    let decide: Decide = Arc::new(move |m: &Message| {
+        let dispatch = inner(m);
+        if matches!(dispatch, Dispatch::Send { .. }) {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(m.id.to_string());
+        }
+        dispatch
+    });
+    (decide, routed)
+}
+
+/// Gives back the send slots the router of a claim took for messages the claim did not
+/// hand over: all of them when its transaction failed. (A message it hands over takes
+/// its slot with it.)
+fn give_back_slots(
+    connectors: &Connectors,
+    routed: &std::sync::Mutex<Vec<String>>,
+    claimed: &[Claimed],
+) {
+    let routed = std::mem::take(&mut *routed.lock().unwrap_or_else(|p| p.into_inner()));
+    let handed: std::collections::HashSet<&str> =
+        claimed.iter().map(|c| c.message.id.as_str()).collect();
+    for id in routed.iter().filter(|id| !handed.contains(id.as_str())) {
+        drop(connectors.take_held(id));
     }
 }
 
@@ -216,7 +250,9 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
                 state.tenants.clone(),
                 state.connectors.clone(),
             );
-            Arc::new(move |m: &Message| decide(&routes, &tenants, &connectors, m))
+            let decide: Decide =
+                Arc::new(move |m: &Message| decide(&routes, &tenants, &connectors, m));
+            decide
         };
         let lease = Duration::from_secs(config.lease_seconds);
         let (sink, mut handed) = mpsc::unbounded_channel();
@@ -277,6 +313,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
                     // A send that ends frees a slot.
                     IDLE_POLL
                 } else {
+                    let (decide, routed) = recording(&decide);
                     let claim = Claim {
                         owner: owner.clone(),
                         lease,
@@ -286,9 +323,15 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::tas
                         // connector can send fails with `no_route` instead of waiting
                         // forever.
                         channels: ALL_CHANNELS.to_vec(),
-                        decide: decide.clone(),
+                        decide,
                     };
-                    match state.store.claim(claim).await {
+                    let result = state.store.claim(claim).await;
+                    give_back_slots(
+                        &state.connectors,
+                        &routed,
+                        result.as_deref().unwrap_or_default(),
+                    );
+                    match result {
                         Ok(claimed) => {
                             let full = claimed.len() as u32 >= free;
                             for claimed in claimed {

@@ -40,6 +40,9 @@ struct TestAdapter {
     script: Mutex<VecDeque<Step>>,
     sent: Mutex<Vec<Message>>,
     up: std::sync::atomic::AtomicBool,
+    /// How many times its state was asked: the router asks it for each message it
+    /// routes through this connector.
+    looked: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     concurrency: usize,
@@ -59,6 +62,7 @@ impl TestAdapter {
             script: Mutex::new(script.into()),
             sent: Mutex::new(Vec::new()),
             up: std::sync::atomic::AtomicBool::new(true),
+            looked: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             concurrency: 64,
@@ -89,6 +93,7 @@ impl Adapter for TestAdapter {
     }
 
     fn state(&self) -> ConnectorState {
+        self.looked.fetch_add(1, Ordering::SeqCst);
         if self.up.load(Ordering::SeqCst) {
             ConnectorState::Bound
         } else {
@@ -608,6 +613,47 @@ async fn a_connector_never_has_more_in_flight_than_its_concurrency() {
     assert_eq!(adapter.sent.lock().expect("lock").len(), 30);
     let max = adapter.max_in_flight.load(Ordering::SeqCst);
     assert!((1..=3).contains(&max), "{max} sends in flight at once");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_claim_that_fails_gives_back_the_send_slot_its_router_took() {
+    let mut adapter = TestAdapter::new("upstream-a", Channel::Sms, vec![]);
+    Arc::get_mut(&mut adapter).expect("unique").concurrency = 1;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let gw = gateway_at(&url, "", vec![adapter.clone()], Some(dir)).await;
+    // Every claim's transaction fails while this trigger is there: it refuses the
+    // lease the claim writes on the outbox row.
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("second connection");
+    sqlx::Executor::execute(
+        &mut db,
+        "CREATE TRIGGER refuse_lease BEFORE UPDATE OF lease_owner ON outbox \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .await
+    .expect("trigger");
+    // Due shortly, so that a claim takes it, not the hand-off at accept.
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(200);
+    let id = gw
+        .send(json!({"to": "+14155550100", "text": "x", "send_at": at.to_rfc3339()}))
+        .await;
+    // The router has taken the connector's one slot for it, inside a claim.
+    let changes = gw.state.store.changes();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while adapter.looked.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no claim routed it");
+        let _ = tokio::time::timeout(Duration::from_millis(50), changes.notified()).await;
+    }
+    // Dropping the trigger waits for the write lock, so for that claim to fail.
+    sqlx::Executor::execute(&mut db, "DROP TRIGGER refuse_lease")
+        .await
+        .expect("drop trigger");
+    let sent = gw.until(&id, "sent").await;
+    assert_eq!(statuses(&sent), ["queued", "sending", "sent"]);
+    assert_eq!(adapter.sent_to(), ["+14155550100"]);
     gw.stop().await;
 }
 
