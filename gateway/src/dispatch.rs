@@ -8,8 +8,9 @@
 //! interrupted attempt. On PostgreSQL several instances share the outbox
 //! (`FOR UPDATE SKIP LOCKED`).
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -121,8 +122,8 @@ fn through(
 }
 
 /// The router of one claim, and the messages it took a send slot for (see [`through`]).
-fn recording(decide: &Decide) -> (Decide, Arc<std::sync::Mutex<Vec<String>>>) {
-    let routed = Arc::new(std::sync::Mutex::new(Vec::new()));
+fn recording(decide: &Decide) -> (Decide, Arc<Mutex<Vec<String>>>) {
+    let routed = Arc::new(Mutex::new(Vec::new()));
     let (inner, log) = (decide.clone(), routed.clone());
     let decide: Decide = Arc::new(move |m: &Message| {
         let dispatch = inner(m);
@@ -139,14 +140,9 @@ fn recording(decide: &Decide) -> (Decide, Arc<std::sync::Mutex<Vec<String>>>) {
 /// Gives back the send slots the router of a claim took for messages the claim did not
 /// hand over: all of them when its transaction failed. (A message it hands over takes
 /// its slot with it.)
-fn give_back_slots(
-    connectors: &Connectors,
-    routed: &std::sync::Mutex<Vec<String>>,
-    claimed: &[Claimed],
-) {
+fn give_back_slots(connectors: &Connectors, routed: &Mutex<Vec<String>>, claimed: &[Claimed]) {
     let routed = std::mem::take(&mut *routed.lock().unwrap_or_else(|p| p.into_inner()));
-    let handed: std::collections::HashSet<&str> =
-        claimed.iter().map(|c| c.message.id.as_str()).collect();
+    let handed: HashSet<&str> = claimed.iter().map(|c| c.message.id.as_str()).collect();
     for id in routed.iter().filter(|id| !handed.contains(id.as_str())) {
         drop(connectors.take_held(id));
     }

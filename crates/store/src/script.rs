@@ -91,10 +91,6 @@ struct Direct {
     conn: rusqlite::Connection,
 }
 
-/// The statements of every shape the writer runs, kept prepared (see
-/// [`crate::writer::STATEMENT_CACHE`]).
-const PREPARED: usize = crate::writer::STATEMENT_CACHE;
-
 impl SqliteScript {
     /// Appends text; each `;` in it ends a statement.
     pub(crate) fn push(&mut self, sql: &str) -> &mut Self {
@@ -165,7 +161,8 @@ impl SqliteScript {
                 // finalized) by `release` before the handle is closed.
                 #[allow(unsafe_code)]
                 let conn = unsafe { rusqlite::Connection::from_handle(db) }.map_err(sqlite)?;
-                conn.set_prepared_statement_cache_capacity(PREPARED);
+                // Every shape the writer runs stays prepared.
+                conn.set_prepared_statement_cache_capacity(crate::writer::STATEMENT_CACHE);
                 slot.insert(Direct { handle, conn })
             }
         };

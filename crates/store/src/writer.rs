@@ -362,8 +362,9 @@ pub(crate) const CHANGES_CHANNEL: &str = "switchboard_changes";
 /// table instead of one per row, and no statement is prepared twice.
 pub(crate) const ROWS_PER_STATEMENT: usize = 64;
 
-/// Prepared statements the writer's connection keeps: every multi-row shape of the
-/// insert statements, and the rest.
+/// Prepared statements the writer keeps: every multi-row shape of the insert
+/// statements, and the rest (in the driver's cache, and on SQLite in its script's too:
+/// see `script`).
 pub(crate) const STATEMENT_CACHE: usize = ROWS_PER_STATEMENT * 6 + 64;
 
 /// On SQLite, new messages enter the full-text index in bulk, in the first commit after
