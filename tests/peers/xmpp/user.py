@@ -33,6 +33,7 @@ class User(slixmpp.ClientXMPP):
         self.plugin["feature_mechanisms"].unencrypted_plain = True
         self.expect = None
         self.flood = None
+        self.commands_task = None
         self.add_event_handler("session_start", self.start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("message_error", self.on_message)
@@ -43,7 +44,10 @@ class User(slixmpp.ClientXMPP):
     async def start(self, _):
         self.send_presence()
         await self.get_roster()
-        asyncio.ensure_future(self.commands())
+        # The loop holds tasks weakly, and the pipe's protocol holds its reader weakly:
+        # without this reference the garbage collector may take the command reader
+        # while it waits, and later commands are never read.
+        self.commands_task = asyncio.ensure_future(self.commands())
         emit(event="ready")
 
     def on_message(self, msg):
