@@ -170,9 +170,11 @@ fn pending_webhook_deliveries_survive_kill_9() {
     let received =
         receiver(std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind receiver"));
     let _gateway = start(&config);
+    // Killed after taking the delivery but before recording its attempt, the first
+    // gateway leaves it leased for the worker's 60 s lease: wait longer than that.
     let event: serde_json::Value = serde_json::from_str(
         &received
-            .recv_timeout(std::time::Duration::from_secs(60))
+            .recv_timeout(std::time::Duration::from_secs(90))
             .expect("the pending delivery arrived after the restart"),
     )
     .expect("json");
